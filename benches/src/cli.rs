@@ -1,0 +1,227 @@
+//! The command line of `namaskah-load`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+
+use crate::duration::parse_duration;
+use crate::runner::{Bound, LoadPlan};
+use crate::scenario::{Account, Credentials, Scenario};
+
+/// Load driver for the Namaskah gRPC API: runs a named scenario with N connections and M
+/// calls in flight for a fixed time or number of calls, then prints RPS, latency
+/// percentiles and errors by gRPC code (and, with --json, a report shaped like ghz's).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "namaskah-load", version)]
+pub struct Cli {
+    /// The gRPC server, a plaintext http:// URL. Nothing else is contacted.
+    #[arg(long, default_value = "http://127.0.0.1:50051", value_name = "URL")]
+    pub addr: String,
+
+    /// What to call.
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+
+    /// HTTP/2 connections to open; the in-flight calls are spread evenly across them.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub connections: usize,
+
+    /// Calls in flight at once (workers, each making one call at a time).
+    #[arg(short = 'c', long, default_value_t = 50, value_name = "M")]
+    pub concurrency: usize,
+
+    /// Run for this long (500ms, 30s, 2m, 1m30s). The default when --total is not given: 10s.
+    #[arg(short = 'z', long, value_parser = parse_duration, conflicts_with = "total", value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Make exactly this many measured calls, then stop.
+    #[arg(short = 'n', long, value_name = "COUNT")]
+    pub total: Option<u64>,
+
+    /// Run this long before measuring (connections warm, caches filled); not counted.
+    #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
+    pub warmup: Duration,
+
+    /// Per-call deadline; a call still unanswered then counts as DeadlineExceeded.
+    #[arg(short = 't', long, value_parser = parse_duration, default_value = "20s", value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// How long to wait for each connection to open.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub connect_timeout: Duration,
+
+    /// API key (nsk_…) for get_me. Without it (and without --email) the driver registers an
+    /// account and creates a key first.
+    #[arg(
+        long,
+        env = "NAMASKAH_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+
+    /// Email of an existing account, for login (and for get_me without --api-key).
+    #[arg(
+        long,
+        env = "NAMASKAH_EMAIL",
+        requires = "password",
+        value_name = "EMAIL"
+    )]
+    pub email: Option<String>,
+
+    /// Password of that account.
+    #[arg(
+        long,
+        env = "NAMASKAH_PASSWORD",
+        hide_env_values = true,
+        requires = "email",
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+
+    /// Also write the report as JSON shaped like ghz's (`-` for standard output).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// A name for the run, kept in the report.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Only set the scenario up (register, log in, create a key), print its credentials as
+    /// shell `export` lines for ghz or later runs, and exit without load.
+    #[arg(long)]
+    pub setup_only: bool,
+}
+
+/// The default length of a run bounded by neither --duration nor --total.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+impl Cli {
+    /// The run's shape, checked.
+    pub fn plan(&self) -> anyhow::Result<LoadPlan> {
+        let bound = match (self.duration, self.total) {
+            (Some(_), Some(_)) => bail!("give --duration or --total, not both"),
+            (Some(duration), None) => Bound::Duration(duration),
+            (None, Some(total)) => Bound::Total(total),
+            (None, None) => Bound::Duration(DEFAULT_DURATION),
+        };
+        let plan = LoadPlan {
+            connections: self.connections,
+            concurrency: self.concurrency,
+            bound,
+            warmup: self.warmup,
+            timeout: self.timeout,
+        };
+        crate::runner::check_plan(&plan)?;
+        Ok(plan)
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            api_key: self.api_key.clone().filter(|key| !key.is_empty()),
+            account: match (&self.email, &self.password) {
+                (Some(email), Some(password)) => Some(Account {
+                    email: email.clone(),
+                    password: password.clone(),
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("namaskah-load").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_a_full_command_line() {
+        let cli = parse(&[
+            "--addr",
+            "http://127.0.0.1:50051",
+            "--scenario",
+            "get_me",
+            "--connections",
+            "4",
+            "--concurrency",
+            "50",
+            "--duration",
+            "30s",
+            "--warmup",
+            "2s",
+            "--api-key",
+            "nsk_test",
+            "--json",
+            "out.json",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario, Scenario::GetMe);
+        let plan = cli.plan().unwrap();
+        assert_eq!(plan.connections, 4);
+        assert_eq!(plan.concurrency, 50);
+        assert_eq!(plan.bound, Bound::Duration(Duration::from_secs(30)));
+        assert_eq!(plan.warmup, Duration::from_secs(2));
+        assert_eq!(cli.credentials().api_key.as_deref(), Some("nsk_test"));
+        assert_eq!(cli.json, Some(PathBuf::from("out.json")));
+    }
+
+    #[test]
+    fn total_and_defaults() {
+        let cli = parse(&["--scenario", "health", "--total", "10000"]).unwrap();
+        let plan = cli.plan().unwrap();
+        assert_eq!(plan.bound, Bound::Total(10_000));
+        assert_eq!(plan.connections, 1);
+        assert_eq!(plan.concurrency, 50);
+        assert_eq!(plan.timeout, Duration::from_secs(20));
+        assert_eq!(cli.addr, "http://127.0.0.1:50051");
+
+        let cli = parse(&["--scenario", "health"]).unwrap();
+        assert_eq!(cli.plan().unwrap().bound, Bound::Duration(DEFAULT_DURATION));
+    }
+
+    #[test]
+    fn rejects_contradictions_and_bad_values() {
+        assert!(parse(&["--scenario", "health", "--duration", "5s", "--total", "5"]).is_err());
+        assert!(parse(&["--scenario", "health", "--duration", "5"]).is_err());
+        assert!(parse(&["--scenario", "nope"]).is_err());
+        assert!(parse(&["--scenario", "login", "--email", "a@example.com"]).is_err());
+        let cli = parse(&[
+            "--scenario",
+            "health",
+            "--connections",
+            "8",
+            "--concurrency",
+            "4",
+        ])
+        .unwrap();
+        assert!(cli.plan().is_err());
+    }
+
+    #[test]
+    fn email_and_password_make_an_account() {
+        let cli = parse(&[
+            "--scenario",
+            "login",
+            "--email",
+            "a@example.com",
+            "--password",
+            "correct horse 1",
+        ])
+        .unwrap();
+        let account = cli.credentials().account.unwrap();
+        assert_eq!(account.email, "a@example.com");
+        assert_eq!(account.password, "correct horse 1");
+    }
+}

@@ -1,0 +1,13 @@
+//! `namaskah-load`: a load driver for the Namaskah gRPC API that reports the figures ghz
+//! does (RPS, latency percentiles, status codes, errors), as text and as ghz-shaped JSON.
+//!
+//! The pieces: [`scenario`] (what one call is, and its set-up), [`runner`] (connections,
+//! workers, the run's bound), [`stats`] (per-worker counts and an HDR histogram),
+//! [`report`] (summary, text, ghz JSON), [`duration`] (`30s`-style durations), [`cli`].
+
+pub mod cli;
+pub mod duration;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod stats;

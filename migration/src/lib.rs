@@ -1,0 +1,15 @@
+//! The schema, as an ordered list of migrations. A landed migration is never edited: a
+//! change is a new migration.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_identity;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_identity::Migration)]
+    }
+}

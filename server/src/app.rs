@@ -1,0 +1,299 @@
+//! Assembles the application: storage, cache, mail, the rooms, and the listeners. Tests
+//! build it exactly as `main` does, on port 0.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use namaskah_proto::v1::auth_service_server::AuthServiceServer;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
+
+use crate::authn::AuthLayer;
+use crate::cache::{Cache, InProcessCache, RedisCache};
+use crate::config::Config;
+use crate::identity::grpc::AuthApi;
+use crate::identity::service::{Identity, IdentitySettings};
+use crate::telemetry::ProcessTimeLayer;
+use crate::{mail, pending, store};
+
+/// How often API-key last-use times are written.
+const KEY_USAGE_FLUSH: Duration = Duration::from_secs(15);
+/// Largest request message accepted (bytes).
+const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub cache: Arc<dyn Cache>,
+    pub identity: Arc<Identity>,
+}
+
+/// A built application with its listeners bound, ready to serve.
+pub struct Application {
+    config: Config,
+    state: AppState,
+    grpc: TcpListener,
+    edge: Option<TcpListener>,
+}
+
+impl Application {
+    /// Connects storage, applies migrations and binds the listeners (port 0 binds a free
+    /// port; read it back with [`Application::grpc_addr`]).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.jwt_secret_generated {
+            tracing::warn!(
+                "NAMASKAH_JWT_SECRET is not set: using a random key for this process (sandbox mode). Tokens will not survive a restart or work across instances."
+            );
+        }
+        let db = store::connect(&config)
+            .await
+            .with_context(|| "cannot open the database named by DATABASE_URL")?;
+        store::migrate(&db)
+            .await
+            .with_context(|| "cannot apply database migrations")?;
+
+        let cache: Arc<dyn Cache> = match &config.redis_url {
+            Some(url) => Arc::new(
+                RedisCache::connect(url, &config.redis_prefix)
+                    .await
+                    .with_context(|| "cannot connect to REDIS_URL")?,
+            ),
+            None => Arc::new(InProcessCache::default()),
+        };
+        let mailer = mail::from_config(&config.mail, &config.mail_from)?;
+        let identity = Arc::new(
+            Identity::new(
+                db.clone(),
+                Arc::clone(&cache),
+                mailer,
+                IdentitySettings {
+                    jwt_secret: config.jwt_secret.clone(),
+                    access_token_ttl: config.access_token_ttl,
+                    refresh_token_ttl: config.refresh_token_ttl,
+                    public_url: config.public_url.clone(),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on NAMASKAH_GRPC_ADDR {}", config.grpc_addr))?;
+        let edge = match config.edge_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on NAMASKAH_EDGE_ADDR {addr}"))?,
+            ),
+            None => None,
+        };
+        tracing::info!(
+            database = %redact_url(&config.database_url),
+            cache = cache.kind(),
+            sandbox = config.sandbox,
+            "storage ready"
+        );
+        Ok(Self {
+            state: AppState {
+                db,
+                cache,
+                identity,
+            },
+            config,
+            grpc,
+            edge,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.grpc_addr)
+    }
+
+    pub fn edge_addr(&self) -> Option<SocketAddr> {
+        self.edge.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight calls finish
+    /// (up to `NAMASKAH_SHUTDOWN_TIMEOUT`), flushes pending writes and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            config,
+            state,
+            grpc,
+            edge,
+        } = self;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<AuthServiceServer<AuthApi>>()
+            .await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(namaskah_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(namaskah_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let auth = AuthServiceServer::new(AuthApi::new(Arc::clone(&state.identity)))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let routes = Routes::new(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(auth)
+            .add_service(pending::PendingCatalog)
+            .add_service(pending::PendingVerification)
+            .add_service(pending::PendingWallet)
+            .add_service(pending::PendingSubscription)
+            .add_service(pending::PendingAnalytics)
+            .add_service(pending::PendingAdmin)
+            .add_service(pending::PendingTenant)
+            .add_service(pending::PendingSandbox)
+            .add_service(pending::PendingWebhook)
+            .prepare();
+
+        // One shutdown signal, fanned out to every listener and job.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let layers = tower::ServiceBuilder::new()
+            .layer(ProcessTimeLayer)
+            .layer(AuthLayer::new(Arc::clone(&state.identity)))
+            .into_inner();
+
+        let grpc_addr = grpc.local_addr()?;
+        let grpc_server = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(layers.clone())
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move { grpc_server.await.context("gRPC server") });
+        tracing::info!(address = %grpc_addr, "gRPC listening (health, reflection, namaskah.v1)");
+
+        if let Some(edge) = edge {
+            let edge_addr = edge.local_addr()?;
+            // grpc-web for browsers on the edge port; JSON transcoding arrives with the edge.
+            let edge_server = Server::builder()
+                .accept_http1(true)
+                .layer(layers)
+                .layer(tonic_web::GrpcWebLayer::new())
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(edge),
+                    stopped(stop_rx.clone()),
+                );
+            tasks.spawn(async move { edge_server.await.context("edge server") });
+            tracing::info!(address = %edge_addr, "edge listening (grpc-web)");
+        }
+
+        let identity = Arc::clone(&state.identity);
+        let mut flush_stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(KEY_USAGE_FLUSH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => identity.flush_key_usage().await,
+                    _ = flush_stop.changed() => break,
+                }
+            }
+            Ok(())
+        });
+
+        // Wait for the shutdown request or for a listener to fail.
+        tokio::select! {
+            () = shutdown => tracing::info!("shutdown requested: draining"),
+            Some(result) = tasks.join_next() => {
+                let _ = stop_tx.send(true);
+                return match result {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("a listener stopped unexpectedly")),
+                    Ok(Err(error)) => Err(error),
+                    Err(error) => Err(error.into()),
+                };
+            }
+        }
+        health_reporter
+            .set_not_serving::<AuthServiceServer<AuthApi>>()
+            .await;
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(config.shutdown_timeout, async {
+            while let Some(result) = tasks.join_next().await {
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(error = format!("{error:#}"), "while draining")
+                    }
+                    Err(error) => tracing::error!(%error, "task failed while draining"),
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                timeout_s = config.shutdown_timeout.as_secs(),
+                "in-flight calls did not finish in time; closing them"
+            );
+            tasks.abort_all();
+        }
+        state.identity.flush_key_usage().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The database URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

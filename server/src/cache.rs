@@ -1,0 +1,203 @@
+//! A small key-value cache with expiry: Redis in production (shared by every instance), an
+//! in-process map otherwise. Callers see one trait and never know which is behind it.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fred::prelude::{ClientLike, Expiration, KeysInterface};
+
+use crate::error::StoreError;
+
+/// A cache of short strings. Entries may vanish at any time before their expiry; callers
+/// always know how to rebuild them.
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Which implementation this is, for logs and `/metrics`.
+    fn kind(&self) -> &'static str;
+}
+
+const SHARDS: usize = 16;
+/// Entries per shard before expired entries are swept (and, if still full, the shard is
+/// emptied). Keeps memory bounded whatever the traffic.
+const SHARD_CAPACITY: usize = 8_192;
+
+/// The in-process cache: sharded maps, so that concurrent requests rarely share a lock.
+pub struct InProcessCache {
+    shards: Vec<Mutex<HashMap<String, (Instant, String)>>>,
+}
+
+impl Default for InProcessCache {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl InProcessCache {
+    fn shard(&self, key: &str) -> &Mutex<HashMap<String, (Instant, String)>> {
+        // FNV-1a: cheap and good enough to spread keys over a handful of shards.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in key.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        &self.shards[(hash as usize) % SHARDS]
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a cache map inconsistent in a way that
+    // matters (entries are independent), so a poisoned lock is simply taken over.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait]
+impl Cache for InProcessCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut shard = lock(self.shard(key));
+        match shard.get(key) {
+            Some((expires, value)) if *expires > Instant::now() => Ok(Some(value.clone())),
+            Some(_) => {
+                shard.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut shard = lock(self.shard(key));
+        if shard.len() >= SHARD_CAPACITY && !shard.contains_key(key) {
+            let now = Instant::now();
+            shard.retain(|_, (expires, _)| *expires > now);
+            if shard.len() >= SHARD_CAPACITY {
+                shard.clear();
+            }
+        }
+        shard.insert(key.to_owned(), (Instant::now() + ttl, value.to_owned()));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        lock(self.shard(key)).remove(key);
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "in-process"
+    }
+}
+
+/// The Redis cache. Every key is prefixed, so deployments (and tests) can share a server.
+pub struct RedisCache {
+    client: fred::prelude::Client,
+    prefix: String,
+}
+
+impl RedisCache {
+    /// Connects and waits until Redis answers.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let config = fred::prelude::Config::from_url(url)
+            .map_err(|e| StoreError::Cache(format!("REDIS_URL: {e}")))?;
+        let client = fred::prelude::Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(5);
+                c.internal_command_timeout = Duration::from_secs(5);
+            })
+            .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
+                0, 100, 5_000, 2,
+            ))
+            .build()
+            .map_err(|e| StoreError::Cache(e.to_string()))?;
+        client
+            .init()
+            .await
+            .map_err(|e| StoreError::Cache(format!("cannot connect to Redis: {e}")))?;
+        Ok(Self {
+            client,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    pub fn client(&self) -> &fred::prelude::Client {
+        &self.client
+    }
+}
+
+fn redis_error(e: fred::error::Error) -> StoreError {
+    StoreError::Cache(e.to_string())
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.client.get(self.key(key)).await.map_err(redis_error)
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.client
+            .set::<(), _, _>(
+                self.key(key),
+                value,
+                Some(Expiration::PX(millis)),
+                None,
+                false,
+            )
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .del::<i64, _>(self.key(key))
+            .await
+            .map(|_| ())
+            .map_err(redis_error)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_process_entries_expire_and_delete() {
+        let cache = InProcessCache::default();
+        cache.set("a", "1", Duration::from_secs(60)).await.unwrap();
+        cache.set("b", "2", Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(cache.get("a").await.unwrap().as_deref(), Some("1"));
+        assert_eq!(cache.get("b").await.unwrap(), None);
+        cache.delete("a").await.unwrap();
+        assert_eq!(cache.get("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn in_process_stays_bounded() {
+        let cache = InProcessCache::default();
+        for i in 0..(SHARDS * SHARD_CAPACITY * 2) {
+            cache
+                .set(&i.to_string(), "x", Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let total: usize = cache.shards.iter().map(|s| lock(s).len()).sum();
+        assert!(total <= SHARDS * SHARD_CAPACITY);
+    }
+}

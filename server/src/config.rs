@@ -1,0 +1,480 @@
+//! Configuration: read once from the environment (or any map, for tests) into a typed,
+//! validated struct. A bad value stops start-up with a message naming the variable.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::RngCore;
+
+/// A configuration value that could not be used, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration variable {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Where configuration values come from. The process environment in production; a map in
+/// tests, so that tests never depend on (or change) the environment of the test runner.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Environment;
+
+impl Source for Environment {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+/// TextVerified API v2 credentials.
+#[derive(Clone, Debug)]
+pub struct TextVerifiedConfig {
+    pub api_key: String,
+    pub username: String,
+    pub base_url: url::Url,
+}
+
+/// 5sim credentials.
+#[derive(Clone, Debug)]
+pub struct FiveSimConfig {
+    pub api_key: String,
+    pub base_url: url::Url,
+}
+
+/// Paystack credentials.
+#[derive(Clone, Debug)]
+pub struct PaystackConfig {
+    pub secret_key: String,
+    pub base_url: url::Url,
+}
+
+/// Sentry settings.
+#[derive(Clone, Debug)]
+pub struct SentryConfig {
+    pub dsn: Option<String>,
+    pub environment: String,
+    pub traces_sample_rate: f32,
+}
+
+/// Where mail goes.
+#[derive(Clone, Debug)]
+pub enum MailConfig {
+    /// Append one JSON object a line to this file.
+    Sink(std::path::PathBuf),
+    /// Send through this SMTP server (`smtp://`, `smtps://`, with optional credentials).
+    Smtp(url::Url),
+}
+
+/// The whole configuration of `namaskah-server`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    /// `None` when the in-process edge is off.
+    pub edge_addr: Option<SocketAddr>,
+    /// `None` when the metrics listener is off.
+    pub metrics_addr: Option<SocketAddr>,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (lets several deployments or tests share one Redis).
+    pub redis_prefix: String,
+    pub jwt_secret: Vec<u8>,
+    /// True when the JWT secret was generated at start-up (sandbox mode only).
+    pub jwt_secret_generated: bool,
+    pub sandbox: bool,
+    /// `None` means the sandbox provider only delivers codes sent with `InjectSms`.
+    pub sandbox_sms_delay: Option<Duration>,
+    pub verification_ttl: Duration,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub shutdown_timeout: Duration,
+    /// Base URL of the web app; mailed links point here.
+    pub public_url: url::Url,
+    pub mail: MailConfig,
+    pub mail_from: String,
+    pub textverified: Option<TextVerifiedConfig>,
+    pub fivesim: Option<FiveSimConfig>,
+    pub paystack: Option<PaystackConfig>,
+    pub sentry: SentryConfig,
+}
+
+/// Parses durations written like `500ms`, `5s`, `15m`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit (write it like 500ms, 5s, 15m, 2h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a whole number"))?;
+    let millis_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown unit `{other}` (use ms, s, m, h or d)")),
+    };
+    number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+struct Reader<'a> {
+    source: &'a dyn Source,
+}
+
+impl Reader<'_> {
+    /// The value, or `None` when unset or blank.
+    fn get(&self, name: &str) -> Option<String> {
+        self.source
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn addr(&self, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        value.parse().map_err(|_| {
+            bad(
+                name,
+                format!("`{value}` is not an address like 0.0.0.0:50051"),
+            )
+        })
+    }
+
+    fn optional_addr(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.get(name) {
+            Some(v) if v.eq_ignore_ascii_case("off") => Ok(None),
+            _ => self.addr(name, default).map(Some),
+        }
+    }
+
+    fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        let duration = parse_duration(&value).map_err(|problem| bad(name, problem))?;
+        if duration.is_zero() {
+            return Err(bad(name, "must be longer than zero"));
+        }
+        Ok(duration)
+    }
+
+    fn bool(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(None),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "on" | "yes" => Ok(Some(true)),
+                "0" | "false" | "off" | "no" => Ok(Some(false)),
+                _ => Err(bad(name, format!("`{v}` is not on/off (or true/false)"))),
+            },
+        }
+    }
+
+    fn url(&self, name: &'static str, default: &str) -> Result<url::Url, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        let url = url::Url::parse(&value)
+            .map_err(|e| bad(name, format!("`{value}` is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad(name, "must be an http:// or https:// URL"));
+        }
+        Ok(url)
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&Environment)
+    }
+
+    /// Reads any source of variables.
+    pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let r = Reader { source };
+
+        let database_url = r
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| "sqlite://namaskah.db?mode=rwc".to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let database_max_connections = match r.get("NAMASKAH_DATABASE_MAX_CONNECTIONS") {
+            None => 20,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "NAMASKAH_DATABASE_MAX_CONNECTIONS",
+                        "must be a whole number from 1 to 1000",
+                    )
+                })?,
+        };
+
+        let redis_url = r.get("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(bad("REDIS_URL", "must start with redis:// or rediss://"));
+        }
+        let redis_prefix = r
+            .get("NAMASKAH_REDIS_PREFIX")
+            .unwrap_or_else(|| "namaskah:".to_owned());
+
+        let textverified = match (
+            r.get("TEXTVERIFIED_API_KEY"),
+            r.get("TEXTVERIFIED_USERNAME"),
+        ) {
+            (None, None) => None,
+            (Some(api_key), Some(username)) => Some(TextVerifiedConfig {
+                api_key,
+                username,
+                base_url: r.url("TEXTVERIFIED_BASE_URL", "https://www.textverified.com")?,
+            }),
+            (Some(_), None) => {
+                return Err(bad(
+                    "TEXTVERIFIED_USERNAME",
+                    "must be set together with TEXTVERIFIED_API_KEY",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "TEXTVERIFIED_API_KEY",
+                    "must be set together with TEXTVERIFIED_USERNAME",
+                ));
+            }
+        };
+        let fivesim = match r.get("FIVESIM_API_KEY") {
+            None => None,
+            Some(api_key) => Some(FiveSimConfig {
+                api_key,
+                base_url: r.url("FIVESIM_BASE_URL", "https://5sim.net")?,
+            }),
+        };
+        let paystack = match r.get("PAYSTACK_SECRET_KEY") {
+            None => None,
+            Some(secret_key) => Some(PaystackConfig {
+                secret_key,
+                base_url: r.url("PAYSTACK_BASE_URL", "https://api.paystack.co")?,
+            }),
+        };
+
+        let real_provider = textverified.is_some() || fivesim.is_some();
+        let sandbox = r.bool("NAMASKAH_SANDBOX")?.unwrap_or(!real_provider);
+
+        let (jwt_secret, jwt_secret_generated) = match r.get("NAMASKAH_JWT_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err(bad("NAMASKAH_JWT_SECRET", "must be at least 32 characters"));
+            }
+            Some(secret) => (secret.into_bytes(), false),
+            None if sandbox => {
+                let mut secret = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut secret);
+                (secret, true)
+            }
+            None => {
+                return Err(bad(
+                    "NAMASKAH_JWT_SECRET",
+                    "is required when the sandbox is off (NAMASKAH_SANDBOX=off or a real provider configured)",
+                ));
+            }
+        };
+
+        let sandbox_sms_delay = match r.get("NAMASKAH_SANDBOX_SMS_DELAY") {
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            _ => Some(r.duration("NAMASKAH_SANDBOX_SMS_DELAY", "5s")?),
+        };
+
+        let mail = match r.get("SMTP_URL") {
+            Some(value) => {
+                let url = url::Url::parse(&value)
+                    .map_err(|e| bad("SMTP_URL", format!("`{value}` is not a URL: {e}")))?;
+                if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
+                    return Err(bad(
+                        "SMTP_URL",
+                        "must look like smtp://user:pass@host:587 or smtps://host:465",
+                    ));
+                }
+                MailConfig::Smtp(url)
+            }
+            None => MailConfig::Sink(
+                r.get("NAMASKAH_MAIL_SINK")
+                    .unwrap_or_else(|| "mail.jsonl".to_owned())
+                    .into(),
+            ),
+        };
+
+        let traces_sample_rate = match r.get("SENTRY_TRACES_SAMPLE_RATE") {
+            None => 0.1,
+            Some(v) => v
+                .parse::<f32>()
+                .ok()
+                .filter(|rate| (0.0..=1.0).contains(rate))
+                .ok_or_else(|| bad("SENTRY_TRACES_SAMPLE_RATE", "must be a number from 0 to 1"))?,
+        };
+
+        let access_token_ttl = r.duration("NAMASKAH_ACCESS_TOKEN_TTL", "15m")?;
+        let refresh_token_ttl = r.duration("NAMASKAH_REFRESH_TOKEN_TTL", "30d")?;
+        if refresh_token_ttl <= access_token_ttl {
+            return Err(bad(
+                "NAMASKAH_REFRESH_TOKEN_TTL",
+                "must be longer than NAMASKAH_ACCESS_TOKEN_TTL",
+            ));
+        }
+
+        Ok(Config {
+            grpc_addr: r.addr("NAMASKAH_GRPC_ADDR", "0.0.0.0:50051")?,
+            edge_addr: r.optional_addr("NAMASKAH_EDGE_ADDR", "0.0.0.0:8080")?,
+            metrics_addr: r.optional_addr("NAMASKAH_METRICS_ADDR", "0.0.0.0:9090")?,
+            database_url,
+            database_max_connections,
+            redis_url,
+            redis_prefix,
+            jwt_secret,
+            jwt_secret_generated,
+            sandbox,
+            sandbox_sms_delay,
+            verification_ttl: r.duration("NAMASKAH_VERIFICATION_TTL", "15m")?,
+            access_token_ttl,
+            refresh_token_ttl,
+            shutdown_timeout: r.duration("NAMASKAH_SHUTDOWN_TIMEOUT", "30s")?,
+            public_url: r.url("NAMASKAH_PUBLIC_URL", "http://localhost:8080")?,
+            mail,
+            mail_from: r
+                .get("NAMASKAH_MAIL_FROM")
+                .unwrap_or_else(|| "Namaskah <no-reply@namaskah.local>".to_owned()),
+            textverified,
+            fivesim,
+            paystack,
+            sentry: SentryConfig {
+                dsn: r.get("SENTRY_DSN"),
+                environment: r
+                    .get("SENTRY_ENVIRONMENT")
+                    .unwrap_or_else(|| "development".to_owned()),
+                traces_sample_rate,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_source(&map)
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = config(&[]).expect("embedded defaults");
+        assert!(c.sandbox);
+        assert!(c.jwt_secret_generated);
+        assert_eq!(c.grpc_addr.port(), 50051);
+        assert_eq!(c.edge_addr.map(|a| a.port()), Some(8080));
+        assert_eq!(c.verification_ttl, Duration::from_secs(900));
+        assert_eq!(c.sandbox_sms_delay, Some(Duration::from_secs(5)));
+        assert!(matches!(c.mail, MailConfig::Sink(_)));
+        assert!((c.sentry.traces_sample_rate - 0.1).abs() < f32::EPSILON);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "5", "s", "5x", "-5s", "1.5s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (pairs, variable) in [
+            (vec![("NAMASKAH_GRPC_ADDR", "nope")], "NAMASKAH_GRPC_ADDR"),
+            (
+                vec![("NAMASKAH_VERIFICATION_TTL", "15 minutes")],
+                "NAMASKAH_VERIFICATION_TTL",
+            ),
+            (
+                vec![("NAMASKAH_SANDBOX_SMS_DELAY", "0s")],
+                "NAMASKAH_SANDBOX_SMS_DELAY",
+            ),
+            (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
+            (vec![("NAMASKAH_SANDBOX", "maybe")], "NAMASKAH_SANDBOX"),
+            (vec![("NAMASKAH_SANDBOX", "off")], "NAMASKAH_JWT_SECRET"),
+            (
+                vec![("NAMASKAH_JWT_SECRET", "short")],
+                "NAMASKAH_JWT_SECRET",
+            ),
+            (vec![("SMTP_URL", "mail.example.com")], "SMTP_URL"),
+            (
+                vec![("SENTRY_TRACES_SAMPLE_RATE", "2")],
+                "SENTRY_TRACES_SAMPLE_RATE",
+            ),
+            (vec![("TEXTVERIFIED_API_KEY", "k")], "TEXTVERIFIED_USERNAME"),
+            (
+                vec![("FIVESIM_API_KEY", "k"), ("FIVESIM_BASE_URL", "ftp://x")],
+                "FIVESIM_BASE_URL",
+            ),
+        ] {
+            let err = config(&pairs).expect_err("must be refused");
+            assert_eq!(err.variable, variable, "{pairs:?}: {err}");
+            assert!(err.to_string().contains(variable));
+        }
+    }
+
+    #[test]
+    fn real_provider_turns_sandbox_off_and_needs_a_secret() {
+        let err = config(&[("FIVESIM_API_KEY", "k")]).unwrap_err();
+        assert_eq!(err.variable, "NAMASKAH_JWT_SECRET");
+        let c = config(&[
+            ("FIVESIM_API_KEY", "k"),
+            ("NAMASKAH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .unwrap();
+        assert!(!c.sandbox);
+        assert!(!c.jwt_secret_generated);
+        let c = config(&[
+            ("NAMASKAH_EDGE_ADDR", "off"),
+            ("NAMASKAH_SANDBOX_SMS_DELAY", "off"),
+        ])
+        .unwrap();
+        assert_eq!(c.edge_addr, None);
+        assert_eq!(c.sandbox_sms_delay, None);
+    }
+}

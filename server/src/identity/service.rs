@@ -1,0 +1,1098 @@
+//! The identity room's use cases: registration, mail tokens, sessions, API keys, two-factor
+//! authentication, and the authentication every RPC goes through.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, Set, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::domain::{self, AccessClaims, Credential, Plan, Principal, Role, TokenError};
+use super::entities::{api_keys, mail_tokens, refresh_tokens, sessions, users};
+use super::repo::{self, MailTokenUse, UserInsert};
+use crate::cache::Cache;
+use crate::error::{ApiError, StoreError, Violations};
+use crate::mail::{self, Mail, Mailer};
+
+const VERIFY_EMAIL: &str = "verify_email";
+const RESET_PASSWORD: &str = "reset_password";
+const VERIFY_EMAIL_TTL: Duration = Duration::from_secs(24 * 3600);
+const RESET_PASSWORD_TTL: Duration = Duration::from_secs(3600);
+/// How long an authentication decision (key → account, session → live) is cached. Every
+/// change (revocation, logout) overwrites the entry at once, so this only bounds memory.
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(300);
+const API_KEY_PAGE_DEFAULT: u64 = 50;
+const API_KEY_PAGE_MAX: u64 = 100;
+
+/// An account as the API shows it (never secrets). Cached as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub two_factor_enabled: bool,
+    pub role: String,
+    pub plan: String,
+    pub referral_code: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&users::Model> for UserProfile {
+    fn from(user: &users::Model) -> Self {
+        Self {
+            id: user.id,
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            two_factor_enabled: user.totp_enabled,
+            role: user.role.clone(),
+            plan: user.plan.clone(),
+            referral_code: user.referral_code.clone(),
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// The tokens of a session.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access_token: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// What `SetupTwoFactor` hands out, once.
+pub struct TwoFactorSetup {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_code_png: Vec<u8>,
+    pub backup_codes: Vec<String>,
+}
+
+/// Credentials as they arrived in request metadata.
+#[derive(Debug, Clone)]
+pub enum Presented {
+    ApiKey(String),
+    Bearer(String),
+}
+
+/// Settings the identity room needs from the configuration.
+#[derive(Clone)]
+pub struct IdentitySettings {
+    pub jwt_secret: Vec<u8>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub public_url: url::Url,
+}
+
+/// Remembers which API keys were used, to the minute, and writes it in batches, so that
+/// authenticating with a key never costs a database write.
+#[derive(Default)]
+pub struct KeyUsage {
+    seen: Mutex<HashMap<Uuid, i64>>,
+    pending: Mutex<HashMap<Uuid, i64>>,
+}
+
+impl KeyUsage {
+    fn record(&self, key_id: Uuid, now: DateTime<Utc>) {
+        let minute = now.timestamp() / 60;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.insert(key_id, minute) != Some(minute) {
+            drop(seen);
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key_id, minute);
+        }
+    }
+
+    fn take(&self) -> HashMap<Uuid, i64> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub struct Identity {
+    db: DatabaseConnection,
+    cache: Arc<dyn Cache>,
+    mailer: Arc<dyn Mailer>,
+    signer: domain::TokenSigner,
+    settings: IdentitySettings,
+    key_usage: KeyUsage,
+    /// Bounds concurrent Argon2 work (each hash takes ~19 MiB and a core for a while).
+    hashing: Semaphore,
+    /// A real hash of a random password: unknown emails are checked against it, so that a
+    /// login takes as long whether or not the account exists.
+    decoy_hash: String,
+}
+
+fn hashing_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("password hashing: {e}"))
+}
+
+fn join_error(e: tokio::task::JoinError) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("hashing task: {e}"))
+}
+
+fn hash_password_blocking(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(hashing_error)
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::unauthenticated("INVALID_CREDENTIALS", "the email or password is wrong")
+}
+
+fn to_chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+fn session_key(id: Uuid) -> String {
+    format!("session:{id}")
+}
+
+fn api_key_key(hash: &str) -> String {
+    format!("apikey:{hash}")
+}
+
+fn user_key(id: Uuid) -> String {
+    format!("user:{id}")
+}
+
+/// Checks that a required text field is present and not absurdly long.
+fn require_text(violations: &mut Violations, field: &str, value: &str, max: usize) {
+    if value.trim().is_empty() {
+        violations.add(field, "is required");
+    } else if value.len() > max {
+        violations.add(field, format!("is longer than {max} characters"));
+    }
+}
+
+impl Identity {
+    pub fn new(
+        db: DatabaseConnection,
+        cache: Arc<dyn Cache>,
+        mailer: Arc<dyn Mailer>,
+        settings: IdentitySettings,
+    ) -> Result<Self, ApiError> {
+        let decoy_hash = hash_password_blocking(&domain::random_token())?;
+        let permits = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        Ok(Self {
+            db,
+            cache,
+            mailer,
+            signer: domain::TokenSigner::new(&settings.jwt_secret),
+            settings,
+            key_usage: KeyUsage::default(),
+            hashing: Semaphore::new(permits),
+            decoy_hash,
+        })
+    }
+
+    async fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        let _permit = self.hashing.acquire().await.map_err(hashing_error)?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+            .await
+            .map_err(join_error)?
+    }
+
+    async fn password_matches(&self, password: &str, hash: &str) -> Result<bool, ApiError> {
+        let _permit = self.hashing.acquire().await.map_err(hashing_error)?;
+        let password = password.to_owned();
+        let hash = hash.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(hashing_error)?;
+            Ok(Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok())
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    async fn forget_user(&self, id: Uuid) {
+        if let Err(error) = self.cache.delete(&user_key(id)).await {
+            tracing::warn!(%error, "could not drop a cached profile");
+        }
+    }
+
+    async fn mark_sessions_revoked(&self, ids: &[Uuid]) {
+        for id in ids {
+            if let Err(error) = self
+                .cache
+                .set(&session_key(*id), "revoked", AUTH_CACHE_TTL)
+                .await
+            {
+                tracing::warn!(%error, "could not mark a session revoked in the cache");
+            }
+        }
+    }
+
+    async fn load_user(&self, id: Uuid) -> Result<users::Model, ApiError> {
+        repo::user_by_id(&self.db, id).await?.ok_or_else(|| {
+            ApiError::unauthenticated("ACCOUNT_NOT_FOUND", "the account no longer exists")
+        })
+    }
+
+    /// Issues a mailed single-use token and sends the mail.
+    async fn mail_token(
+        &self,
+        user: &users::Model,
+        purpose: &'static str,
+        ttl: Duration,
+    ) -> Result<(), ApiError> {
+        let now = Utc::now();
+        let token = domain::random_token();
+        let txn = self.db.begin().await?;
+        // A new mail supersedes the previous ones of the same purpose.
+        repo::retire_mail_tokens(&txn, user.id, purpose, now).await?;
+        repo::insert_mail_token(
+            &txn,
+            mail_tokens::Model {
+                id: Uuid::now_v7(),
+                user_id: user.id,
+                purpose: purpose.to_owned(),
+                token_hash: domain::hash_secret(&token),
+                expires_at: now + to_chrono(ttl),
+                used_at: None,
+                created_at: now,
+            },
+        )
+        .await?;
+        txn.commit().await?;
+
+        let base = self.settings.public_url.as_str().trim_end_matches('/');
+        let (subject, text) = match purpose {
+            VERIFY_EMAIL => (
+                "Confirm your email address",
+                format!(
+                    "Welcome to Namaskah.\n\nConfirm your email address to start buying verifications:\n{base}/verify-email?token={token}\n\nThe link is valid for 24 hours."
+                ),
+            ),
+            _ => (
+                "Reset your password",
+                format!(
+                    "Someone asked to reset the password of your Namaskah account.\n\nChoose a new password here:\n{base}/reset-password?token={token}\n\nThe link is valid for one hour. If it was not you, ignore this mail: your password stays as it is."
+                ),
+            ),
+        };
+        mail::send_in_background(
+            &self.mailer,
+            Mail {
+                to: user.email.clone(),
+                subject: subject.to_owned(),
+                text,
+            },
+        );
+        Ok(())
+    }
+
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        referral_code: &str,
+    ) -> Result<UserProfile, ApiError> {
+        let mut violations = Violations::default();
+        let email = domain::check_email("email", email, &mut violations);
+        domain::check_password(
+            "password",
+            password,
+            email.as_deref().unwrap_or(""),
+            &mut violations,
+        );
+        let referral_code = referral_code.trim().to_ascii_uppercase();
+        if referral_code.len() > 16 {
+            violations.add("referral_code", "is longer than 16 characters");
+        }
+        violations.into_result()?;
+        let email = email.unwrap_or_default();
+
+        let referred_by = if referral_code.is_empty() {
+            None
+        } else {
+            match repo::user_by_referral_code(&self.db, &referral_code).await? {
+                Some(referrer) => Some(referrer.id),
+                None => {
+                    return Err(ApiError::invalid(
+                        "referral_code",
+                        "no account has this referral code",
+                    ));
+                }
+            }
+        };
+
+        let email_lower = domain::normalize_email(&email);
+        if repo::user_by_email(&self.db, &email_lower).await?.is_some() {
+            return Err(email_taken());
+        }
+        let password_hash = self.hash_password(password).await?;
+        let now = Utc::now();
+        // A referral code may collide with an existing one; draw again a few times.
+        for _ in 0..5 {
+            let user = users::Model {
+                id: Uuid::now_v7(),
+                email: email.clone(),
+                email_lower: email_lower.clone(),
+                email_verified: false,
+                password_hash: password_hash.clone(),
+                role: Role::Customer.as_str().to_owned(),
+                plan: Plan::Starter.as_str().to_owned(),
+                status: "active".to_owned(),
+                referral_code: domain::new_referral_code(),
+                referred_by,
+                totp_secret: None,
+                totp_pending_secret: None,
+                totp_enabled: false,
+                totp_last_step: None,
+                created_at: now,
+                updated_at: now,
+            };
+            match repo::insert_user(&self.db, user.clone()).await? {
+                UserInsert::Inserted => {
+                    self.mail_token(&user, VERIFY_EMAIL, VERIFY_EMAIL_TTL)
+                        .await?;
+                    tracing::info!(user_id = %user.id, "account registered");
+                    return Ok(UserProfile::from(&user));
+                }
+                UserInsert::EmailTaken => return Err(email_taken()),
+                UserInsert::ReferralCodeTaken => continue,
+            }
+        }
+        Err(ApiError::Internal(anyhow::anyhow!(
+            "no free referral code after 5 draws"
+        )))
+    }
+
+    fn check_mail_token(&self, token: &str) -> Result<String, ApiError> {
+        let mut violations = Violations::default();
+        require_text(&mut violations, "token", token, domain::MAX_TOKEN_LEN);
+        violations.into_result()?;
+        Ok(domain::hash_secret(token.trim()))
+    }
+
+    pub async fn verify_email(&self, token: &str) -> Result<UserProfile, ApiError> {
+        let token_hash = self.check_mail_token(token)?;
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let user_id = match repo::consume_mail_token(&txn, &token_hash, VERIFY_EMAIL, now).await? {
+            MailTokenUse::Consumed { user_id } => user_id,
+            other => return Err(mail_token_error(other)),
+        };
+        let user = repo::user_by_id(&txn, user_id)
+            .await?
+            .ok_or_else(|| mail_token_error(MailTokenUse::Unknown))?;
+        let mut model = repo::editable(user);
+        model.email_verified = Set(true);
+        let user = repo::save_user(&txn, model).await?;
+        txn.commit().await?;
+        self.forget_user(user.id).await;
+        Ok(UserProfile::from(&user))
+    }
+
+    pub async fn resend_verification_email(&self, email: &str) -> Result<(), ApiError> {
+        let mut violations = Violations::default();
+        let email = domain::check_email("email", email, &mut violations);
+        violations.into_result()?;
+        let email_lower = domain::normalize_email(&email.unwrap_or_default());
+        if let Some(user) = repo::user_by_email(&self.db, &email_lower).await?
+            && !user.email_verified
+        {
+            self.mail_token(&user, VERIFY_EMAIL, VERIFY_EMAIL_TTL)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn request_password_reset(&self, email: &str) -> Result<(), ApiError> {
+        let mut violations = Violations::default();
+        let email = domain::check_email("email", email, &mut violations);
+        violations.into_result()?;
+        let email_lower = domain::normalize_email(&email.unwrap_or_default());
+        if let Some(user) = repo::user_by_email(&self.db, &email_lower).await? {
+            self.mail_token(&user, RESET_PASSWORD, RESET_PASSWORD_TTL)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), ApiError> {
+        let token_hash = self.check_mail_token(token)?;
+        // The password is checked before the token is spent, so a weak choice can be retried.
+        let mut violations = Violations::default();
+        domain::check_password("new_password", new_password, "", &mut violations);
+        violations.into_result()?;
+        let password_hash = self.hash_password(new_password).await?;
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let user_id = match repo::consume_mail_token(&txn, &token_hash, RESET_PASSWORD, now).await?
+        {
+            MailTokenUse::Consumed { user_id } => user_id,
+            other => return Err(mail_token_error(other)),
+        };
+        let user = repo::user_by_id(&txn, user_id)
+            .await?
+            .ok_or_else(|| mail_token_error(MailTokenUse::Unknown))?;
+        if user.email_lower == domain::normalize_email(new_password) {
+            return Err(ApiError::invalid(
+                "new_password",
+                "must not be the email address",
+            ));
+        }
+        let mut model = repo::editable(user);
+        model.password_hash = Set(password_hash);
+        let user = repo::save_user(&txn, model).await?;
+        let revoked = repo::revoke_all_sessions(&txn, user.id, "password_reset", now).await?;
+        txn.commit().await?;
+        self.mark_sessions_revoked(&revoked).await;
+        tracing::info!(user_id = %user.id, sessions = revoked.len(), "password reset");
+        Ok(())
+    }
+
+    /// Checks a TOTP code or a backup code against an account with 2FA on, spending it.
+    async fn second_factor_matches(
+        &self,
+        user: &users::Model,
+        secret: &str,
+        code: &str,
+    ) -> Result<bool, ApiError> {
+        let now = Utc::now();
+        if domain::is_totp_shape(code) {
+            let Some(totp) = domain::totp(secret, &user.email) else {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "stored TOTP secret of {} is unusable",
+                    user.id
+                )));
+            };
+            let Some(step) = totp.check(code.trim(), now.timestamp().max(0) as u64) else {
+                return Ok(false);
+            };
+            Ok(repo::accept_totp_step(&self.db, user.id, step as i64).await?)
+        } else {
+            let hash = domain::hash_backup_code(user.id, code);
+            Ok(repo::spend_backup_code(&self.db, user.id, &hash, now).await?)
+        }
+    }
+
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        totp_code: &str,
+    ) -> Result<(Tokens, UserProfile), ApiError> {
+        let mut violations = Violations::default();
+        let email = domain::check_email("email", email, &mut violations);
+        require_text(
+            &mut violations,
+            "password",
+            password,
+            domain::MAX_PASSWORD_LEN,
+        );
+        if totp_code.len() > 32 {
+            violations.add("totp_code", "is longer than 32 characters");
+        }
+        violations.into_result()?;
+        let email_lower = domain::normalize_email(&email.unwrap_or_default());
+
+        let user = repo::user_by_email(&self.db, &email_lower).await?;
+        let Some(user) = user else {
+            // Same work as for a real account, then the same answer.
+            let _ = self.password_matches(password, &self.decoy_hash).await?;
+            return Err(invalid_credentials());
+        };
+        if !self.password_matches(password, &user.password_hash).await? {
+            return Err(invalid_credentials());
+        }
+        if user.status != "active" {
+            return Err(ApiError::permission_denied(
+                "ACCOUNT_SUSPENDED",
+                "this account is suspended",
+            ));
+        }
+        let mut totp_verified = false;
+        if user.totp_enabled {
+            let code = totp_code.trim();
+            if code.is_empty() {
+                return Err(ApiError::failed_precondition(
+                    "TOTP_REQUIRED",
+                    "two-factor authentication is on: send the current code from your authenticator app (or a backup code) in totp_code",
+                ));
+            }
+            let secret = user.totp_secret.clone().unwrap_or_default();
+            if !self.second_factor_matches(&user, &secret, code).await? {
+                return Err(ApiError::unauthenticated(
+                    "INVALID_TOTP_CODE",
+                    "the two-factor code is wrong, expired or already used",
+                ));
+            }
+            totp_verified = true;
+        }
+
+        let now = Utc::now();
+        let session = sessions::Model {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            totp_verified,
+            created_at: now,
+            expires_at: now + to_chrono(self.settings.refresh_token_ttl),
+            revoked_at: None,
+            revoke_reason: None,
+        };
+        let txn = self.db.begin().await?;
+        repo::insert_session(&txn, session.clone()).await?;
+        let tokens = self.issue_tokens(&txn, &session, now).await?;
+        txn.commit().await?;
+        Ok((tokens, UserProfile::from(&user)))
+    }
+
+    async fn issue_tokens(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        session: &sessions::Model,
+        now: DateTime<Utc>,
+    ) -> Result<Tokens, ApiError> {
+        let refresh_token = domain::random_token();
+        let refresh_expires_at = session.expires_at;
+        repo::insert_refresh_token(
+            conn,
+            refresh_tokens::Model {
+                id: Uuid::now_v7(),
+                session_id: session.id,
+                token_hash: domain::hash_secret(&refresh_token),
+                created_at: now,
+                expires_at: refresh_expires_at,
+                used_at: None,
+            },
+        )
+        .await?;
+        let access_expires_at =
+            (now + to_chrono(self.settings.access_token_ttl)).min(session.expires_at);
+        let access_token = self.signer.sign(&AccessClaims {
+            sub: session.user_id,
+            sid: session.id,
+            iat: now.timestamp(),
+            exp: access_expires_at.timestamp(),
+            tfa: session.totp_verified,
+        });
+        Ok(Tokens {
+            access_token,
+            access_expires_at,
+            refresh_token,
+            refresh_expires_at,
+        })
+    }
+
+    fn check_refresh_token(&self, field: &str, token: &str) -> Result<String, ApiError> {
+        let mut violations = Violations::default();
+        require_text(&mut violations, field, token, domain::MAX_TOKEN_LEN);
+        violations.into_result()?;
+        Ok(domain::hash_secret(token.trim()))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ApiError> {
+        let token_hash = self.check_refresh_token("refresh_token", refresh_token)?;
+        let now = Utc::now();
+        let Some(token) = repo::refresh_token_by_hash(&self.db, &token_hash).await? else {
+            return Err(ApiError::unauthenticated(
+                "TOKEN_INVALID",
+                "the refresh token is not valid",
+            ));
+        };
+        let session = repo::session_by_id(&self.db, token.session_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unauthenticated("TOKEN_INVALID", "the refresh token is not valid")
+            })?;
+        if session.revoked_at.is_some() {
+            return Err(ApiError::unauthenticated(
+                "SESSION_REVOKED",
+                "this session has ended; log in again",
+            ));
+        }
+        if token.expires_at <= now {
+            return Err(ApiError::unauthenticated(
+                "TOKEN_EXPIRED",
+                "the refresh token has expired; log in again",
+            ));
+        }
+        let txn = self.db.begin().await?;
+        if !repo::spend_refresh_token(&txn, token.id, now).await? {
+            txn.rollback().await?;
+            // A spent token came back: someone else may hold the family. End it all.
+            repo::revoke_session(&self.db, session.id, "refresh_token_reused", now).await?;
+            self.mark_sessions_revoked(&[session.id]).await;
+            tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused; session revoked");
+            return Err(ApiError::unauthenticated(
+                "TOKEN_REUSED",
+                "this refresh token was already used; the session has been ended for safety",
+            ));
+        }
+        let user = repo::user_by_id(&txn, session.user_id).await?;
+        if user.is_none_or(|u| u.status != "active") {
+            return Err(ApiError::permission_denied(
+                "ACCOUNT_SUSPENDED",
+                "this account is suspended",
+            ));
+        }
+        let tokens = self.issue_tokens(&txn, &session, now).await?;
+        txn.commit().await?;
+        Ok(tokens)
+    }
+
+    pub async fn logout(
+        &self,
+        principal: Option<&Principal>,
+        refresh_token: &str,
+        all_sessions: bool,
+    ) -> Result<(), ApiError> {
+        let now = Utc::now();
+        // Whose session: the refresh token's, else the calling access token's.
+        let (user_id, session_id) = if !refresh_token.trim().is_empty() {
+            let token_hash = self.check_refresh_token("refresh_token", refresh_token)?;
+            let token = repo::refresh_token_by_hash(&self.db, &token_hash)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unauthenticated("TOKEN_INVALID", "the refresh token is not valid")
+                })?;
+            let session = repo::session_by_id(&self.db, token.session_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unauthenticated("TOKEN_INVALID", "the refresh token is not valid")
+                })?;
+            if principal.is_some_and(|p| p.user_id != session.user_id) {
+                return Err(ApiError::unauthenticated(
+                    "TOKEN_INVALID",
+                    "the refresh token is not valid",
+                ));
+            }
+            (session.user_id, Some(session.id))
+        } else {
+            match principal {
+                Some(Principal {
+                    user_id,
+                    credential: Credential::Session { session_id, .. },
+                }) => (*user_id, Some(*session_id)),
+                Some(Principal { user_id, .. }) if all_sessions => (*user_id, None),
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "refresh_token",
+                        "is required when calling with an API key (or set all_sessions)",
+                    ));
+                }
+                None => {
+                    return Err(ApiError::unauthenticated(
+                        "UNAUTHENTICATED",
+                        "send the refresh token, or call with the session's access token",
+                    ));
+                }
+            }
+        };
+        let revoked = if all_sessions {
+            repo::revoke_all_sessions(&self.db, user_id, "logout_all", now).await?
+        } else if let Some(session_id) = session_id {
+            repo::revoke_session(&self.db, session_id, "logout", now).await?;
+            vec![session_id]
+        } else {
+            Vec::new()
+        };
+        self.mark_sessions_revoked(&revoked).await;
+        Ok(())
+    }
+
+    pub async fn me(&self, principal: &Principal) -> Result<UserProfile, ApiError> {
+        let key = user_key(principal.user_id);
+        match self.cache.get(&key).await {
+            Ok(Some(json)) => {
+                if let Ok(profile) = serde_json::from_str::<UserProfile>(&json) {
+                    return Ok(profile);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "profile cache unavailable"),
+        }
+        let user = self.load_user(principal.user_id).await?;
+        let profile = UserProfile::from(&user);
+        if let Ok(json) = serde_json::to_string(&profile)
+            && let Err(error) = self.cache.set(&key, &json, AUTH_CACHE_TTL).await
+        {
+            tracing::warn!(%error, "profile cache unavailable");
+        }
+        Ok(profile)
+    }
+
+    pub async fn create_api_key(
+        &self,
+        principal: &Principal,
+        display_name: &str,
+    ) -> Result<(api_keys::Model, String), ApiError> {
+        let mut violations = Violations::default();
+        let display_name = display_name.trim();
+        require_text(
+            &mut violations,
+            "display_name",
+            display_name,
+            domain::MAX_DISPLAY_NAME_LEN,
+        );
+        if display_name.chars().any(char::is_control) {
+            violations.add("display_name", "contains control characters");
+        }
+        violations.into_result()?;
+        let secret = domain::new_api_key();
+        let key = api_keys::Model {
+            id: Uuid::now_v7(),
+            user_id: principal.user_id,
+            display_name: display_name.to_owned(),
+            prefix: domain::api_key_prefix(&secret),
+            key_hash: domain::hash_secret(&secret),
+            created_at: Utc::now(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        repo::insert_api_key(&self.db, key.clone()).await?;
+        tracing::info!(user_id = %principal.user_id, key_id = %key.id, "API key created");
+        Ok((key, secret))
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        principal: &Principal,
+        page_size: i32,
+        page_token: &str,
+        show_revoked: bool,
+    ) -> Result<(Vec<api_keys::Model>, String), ApiError> {
+        let limit = match page_size {
+            0 => API_KEY_PAGE_DEFAULT,
+            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative")),
+            n => (n as u64).min(API_KEY_PAGE_MAX),
+        };
+        let before = crate::paging::decode(page_token, "apikeys")?;
+        let mut keys =
+            repo::list_api_keys(&self.db, principal.user_id, before, show_revoked, limit).await?;
+        let next = if keys.len() as u64 > limit {
+            keys.truncate(limit as usize);
+            keys.last()
+                .map(|k| crate::paging::encode(k.id, "apikeys"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((keys, next))
+    }
+
+    pub async fn revoke_api_key(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<api_keys::Model, ApiError> {
+        let id = crate::paging::parse_name(name, "name", "apiKeys")?;
+        let not_found =
+            || ApiError::not_found("API_KEY_NOT_FOUND", format!("{name} does not exist"));
+        let key = repo::api_key_of_user(&self.db, principal.user_id, id)
+            .await?
+            .ok_or_else(not_found)?;
+        if key.revoked_at.is_none() {
+            repo::revoke_api_key(&self.db, key.id, Utc::now()).await?;
+            if let Err(error) = self
+                .cache
+                .set(&api_key_key(&key.key_hash), "revoked", AUTH_CACHE_TTL)
+                .await
+            {
+                // The database says revoked; a stale cache entry would let the key work until
+                // it expires, so this is worth an error in the logs.
+                tracing::error!(%error, key_id = %key.id, "revoked key still cached");
+            }
+            tracing::info!(user_id = %principal.user_id, key_id = %key.id, "API key revoked");
+        }
+        repo::api_key_of_user(&self.db, principal.user_id, id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    pub async fn setup_two_factor(
+        &self,
+        principal: &Principal,
+    ) -> Result<TwoFactorSetup, ApiError> {
+        let user = self.load_user(principal.user_id).await?;
+        if user.totp_enabled {
+            return Err(ApiError::failed_precondition(
+                "TWO_FACTOR_ALREADY_ENABLED",
+                "two-factor authentication is already on; disable it first to change the app",
+            ));
+        }
+        let secret = domain::new_totp_secret();
+        let totp = domain::totp(&secret, &user.email)
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("fresh TOTP secret refused")))?;
+        let otpauth_uri = totp
+            .to_url()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("otpauth URI: {e:?}")))?;
+        let qr_code_png = totp
+            .to_qr_png()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("QR code: {e:?}")))?;
+        let backup_codes = domain::new_backup_codes();
+        let hashes: Vec<String> = backup_codes
+            .iter()
+            .map(|code| domain::hash_backup_code(user.id, code))
+            .collect();
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        repo::replace_pending_backup_codes(&txn, user.id, &hashes, now).await?;
+        let mut model = repo::editable(user);
+        model.totp_pending_secret = Set(Some(secret.clone()));
+        repo::save_user(&txn, model).await?;
+        txn.commit().await?;
+        Ok(TwoFactorSetup {
+            secret,
+            otpauth_uri,
+            qr_code_png,
+            backup_codes,
+        })
+    }
+
+    pub async fn confirm_two_factor(
+        &self,
+        principal: &Principal,
+        code: &str,
+    ) -> Result<UserProfile, ApiError> {
+        let code = code.trim();
+        if !domain::is_totp_shape(code) {
+            return Err(ApiError::invalid(
+                "code",
+                "must be the 6-digit code from the authenticator app",
+            ));
+        }
+        let user = self.load_user(principal.user_id).await?;
+        if user.totp_enabled {
+            return Err(ApiError::failed_precondition(
+                "TWO_FACTOR_ALREADY_ENABLED",
+                "two-factor authentication is already on",
+            ));
+        }
+        let Some(pending) = user.totp_pending_secret.clone() else {
+            return Err(ApiError::failed_precondition(
+                "TWO_FACTOR_NOT_SET_UP",
+                "call SetupTwoFactor first",
+            ));
+        };
+        if !self.second_factor_matches(&user, &pending, code).await? {
+            return Err(ApiError::permission_denied(
+                "INVALID_TOTP_CODE",
+                "the code does not match; check the app's clock and try the current code",
+            ));
+        }
+        let txn = self.db.begin().await?;
+        repo::activate_pending_backup_codes(&txn, user.id).await?;
+        // Re-read: the accepted TOTP step was just written.
+        let user = repo::user_by_id(&txn, user.id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("account vanished")))?;
+        let mut model = repo::editable(user);
+        model.totp_secret = Set(Some(pending));
+        model.totp_pending_secret = Set(None);
+        model.totp_enabled = Set(true);
+        let user = repo::save_user(&txn, model).await?;
+        txn.commit().await?;
+        self.forget_user(user.id).await;
+        tracing::info!(user_id = %user.id, "two-factor authentication enabled");
+        Ok(UserProfile::from(&user))
+    }
+
+    pub async fn disable_two_factor(
+        &self,
+        principal: &Principal,
+        password: &str,
+        code: &str,
+    ) -> Result<UserProfile, ApiError> {
+        let mut violations = Violations::default();
+        require_text(
+            &mut violations,
+            "password",
+            password,
+            domain::MAX_PASSWORD_LEN,
+        );
+        require_text(&mut violations, "code", code, 32);
+        violations.into_result()?;
+        let user = self.load_user(principal.user_id).await?;
+        if !user.totp_enabled {
+            return Err(ApiError::failed_precondition(
+                "TWO_FACTOR_NOT_ENABLED",
+                "two-factor authentication is not on",
+            ));
+        }
+        if !self.password_matches(password, &user.password_hash).await? {
+            return Err(ApiError::permission_denied(
+                "INVALID_CREDENTIALS",
+                "the password is wrong",
+            ));
+        }
+        let secret = user.totp_secret.clone().unwrap_or_default();
+        if !self.second_factor_matches(&user, &secret, code).await? {
+            return Err(ApiError::permission_denied(
+                "INVALID_TOTP_CODE",
+                "the two-factor code is wrong, expired or already used",
+            ));
+        }
+        let txn = self.db.begin().await?;
+        repo::delete_backup_codes(&txn, user.id).await?;
+        let user = repo::user_by_id(&txn, user.id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("account vanished")))?;
+        let mut model = repo::editable(user);
+        model.totp_secret = Set(None);
+        model.totp_pending_secret = Set(None);
+        model.totp_enabled = Set(false);
+        let user = repo::save_user(&txn, model).await?;
+        txn.commit().await?;
+        self.forget_user(user.id).await;
+        tracing::info!(user_id = %user.id, "two-factor authentication disabled");
+        Ok(UserProfile::from(&user))
+    }
+
+    /// Establishes who is calling. Cached: a steady stream of calls with one key or token
+    /// costs no database round trip; revocations overwrite the cache entry at once.
+    pub async fn authenticate(&self, presented: Presented) -> Result<Principal, ApiError> {
+        match presented {
+            Presented::ApiKey(key) => self.authenticate_key(&key).await,
+            Presented::Bearer(token) => self.authenticate_token(&token).await,
+        }
+    }
+
+    async fn cached(&self, key: &str) -> Option<String> {
+        match self.cache.get(key).await {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::warn!(%error, "authentication cache unavailable; using the database");
+                None
+            }
+        }
+    }
+
+    async fn remember(&self, key: &str, value: &str) {
+        if let Err(error) = self.cache.set(key, value, AUTH_CACHE_TTL).await {
+            tracing::warn!(%error, "authentication cache unavailable");
+        }
+    }
+
+    async fn authenticate_key(&self, key: &str) -> Result<Principal, ApiError> {
+        let invalid = || ApiError::unauthenticated("API_KEY_INVALID", "the API key is not valid");
+        if !domain::looks_like_api_key(key) {
+            return Err(invalid());
+        }
+        let hash = domain::hash_secret(key);
+        let cache_key = api_key_key(&hash);
+        let entry = match self.cached(&cache_key).await {
+            Some(entry) => entry,
+            None => {
+                let entry = match repo::api_key_by_hash(&self.db, &hash).await? {
+                    None => "invalid".to_owned(),
+                    Some(k) if k.revoked_at.is_some() => "revoked".to_owned(),
+                    Some(k) => format!("{}:{}", k.user_id, k.id),
+                };
+                self.remember(&cache_key, &entry).await;
+                entry
+            }
+        };
+        match entry.as_str() {
+            "invalid" => Err(invalid()),
+            "revoked" => Err(ApiError::unauthenticated(
+                "API_KEY_REVOKED",
+                "this API key has been revoked",
+            )),
+            ids => {
+                let (user_id, key_id) = ids
+                    .split_once(':')
+                    .and_then(|(u, k)| Some((u.parse().ok()?, k.parse().ok()?)))
+                    .ok_or_else(|| {
+                        ApiError::from(StoreError::Corrupt(format!("cache entry {cache_key}")))
+                    })?;
+                self.key_usage.record(key_id, Utc::now());
+                Ok(Principal {
+                    user_id,
+                    credential: Credential::ApiKey { key_id },
+                })
+            }
+        }
+    }
+
+    async fn authenticate_token(&self, token: &str) -> Result<Principal, ApiError> {
+        let claims = self
+            .signer
+            .verify(token, Utc::now())
+            .map_err(|error| match error {
+                TokenError::Expired => ApiError::unauthenticated(
+                    "TOKEN_EXPIRED",
+                    "the access token has expired; refresh it",
+                ),
+                TokenError::Malformed | TokenError::BadSignature => {
+                    ApiError::unauthenticated("TOKEN_INVALID", "the access token is not valid")
+                }
+            })?;
+        let cache_key = session_key(claims.sid);
+        let state = match self.cached(&cache_key).await {
+            Some(state) => state,
+            None => {
+                let state = match repo::session_by_id(&self.db, claims.sid).await? {
+                    Some(s) if s.revoked_at.is_none() && s.user_id == claims.sub => "live",
+                    _ => "revoked",
+                };
+                self.remember(&cache_key, state).await;
+                state.to_owned()
+            }
+        };
+        if state != "live" {
+            return Err(ApiError::unauthenticated(
+                "SESSION_REVOKED",
+                "this session has ended; log in again",
+            ));
+        }
+        Ok(Principal {
+            user_id: claims.sub,
+            credential: Credential::Session {
+                session_id: claims.sid,
+                totp_verified: claims.tfa,
+            },
+        })
+    }
+
+    /// Writes the API keys' last-use times gathered since the previous flush.
+    pub async fn flush_key_usage(&self) {
+        for (key_id, minute) in self.key_usage.take() {
+            let Some(used_at) = DateTime::<Utc>::from_timestamp(minute * 60, 0) else {
+                continue;
+            };
+            if let Err(error) = repo::touch_api_key(&self.db, key_id, used_at).await {
+                tracing::warn!(%error, %key_id, "could not record API key use");
+            }
+        }
+    }
+}
+
+fn email_taken() -> ApiError {
+    ApiError::already_exists(
+        "EMAIL_TAKEN",
+        "an account with this email address already exists",
+    )
+}
+
+fn mail_token_error(outcome: MailTokenUse) -> ApiError {
+    let (reason, description) = match outcome {
+        MailTokenUse::Expired => ("TOKEN_EXPIRED", "has expired; ask for a new mail"),
+        MailTokenUse::AlreadyUsed => ("TOKEN_ALREADY_USED", "was already used"),
+        MailTokenUse::Unknown | MailTokenUse::Consumed { .. } => {
+            ("TOKEN_INVALID", "is not a valid token")
+        }
+    };
+    ApiError::InvalidField {
+        reason,
+        field: "token",
+        description: description.to_owned(),
+    }
+}

@@ -1,0 +1,20 @@
+//! Namaskah's gRPC server as a library, so that `main` and the integration tests build the
+//! very same application.
+//!
+//! Rooms are named after the product (identity, …); each has its handlers (`grpc`), its
+//! rules (`domain`) and its storage (`repo`). The plumbing lives beside them.
+pub mod app;
+pub mod authn;
+pub mod cache;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod identity;
+pub mod mail;
+pub mod paging;
+pub mod pending;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

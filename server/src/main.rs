@@ -1,0 +1,59 @@
+//! `namaskah-server`: the gRPC server, its background jobs and (by default) the edge, in one
+//! process. `namaskah-server migrate` applies the database migrations and exits.
+use std::process::ExitCode;
+
+use namaskah_server::{Application, Config, app, store, telemetry};
+
+const USAGE: &str = "usage: namaskah-server [serve | migrate | help]
+
+  serve    run the gRPC server, the jobs and the edge (the default)
+  migrate  apply pending database migrations to DATABASE_URL and exit
+
+Configuration comes from environment variables; see the README.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init_logging();
+    let command = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "serve".to_owned());
+    if matches!(command.as_str(), "help" | "--help" | "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("namaskah-server: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command.as_str() {
+        "serve" => serve(config).await,
+        "migrate" => migrate(config).await,
+        other => {
+            eprintln!("namaskah-server: unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "namaskah-server failed");
+            eprintln!("namaskah-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let application = Application::build(config).await?;
+    application.run(app::shutdown_signal()).await
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let db = store::connect(&config).await?;
+    store::migrate(&db).await?;
+    println!("migrations applied");
+    Ok(())
+}

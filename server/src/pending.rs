@@ -1,0 +1,102 @@
+//! Services whose room has not landed yet. Each answers every RPC with `UNIMPLEMENTED`
+//! (reason `NOT_IMPLEMENTED`) naming the missing capability — never a fake success — while
+//! reflection already lists every RPC of the contract.
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
+
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower::Service;
+
+use crate::error::ApiError;
+
+fn unimplemented(path: &str, capability: &str) -> http::Response<Body> {
+    let method = path.trim_start_matches('/').replacen('/', ".", 1);
+    ApiError::Unimplemented {
+        capability: format!("{method} ({capability})"),
+    }
+    .into_status()
+    .into_http()
+}
+
+macro_rules! pending_service {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $capability:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $ty;
+
+        impl NamedService for $ty {
+            const NAME: &'static str = $name;
+        }
+
+        impl<B> Service<http::Request<B>> for $ty {
+            type Response = http::Response<Body>;
+            type Error = Infallible;
+            type Future = Ready<Result<Self::Response, Infallible>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, request: http::Request<B>) -> Self::Future {
+                ready(Ok(unimplemented(request.uri().path(), $capability)))
+            }
+        }
+    };
+}
+
+pending_service!(
+    /// Catalog: services, countries and prices.
+    PendingCatalog,
+    "namaskah.v1.CatalogService",
+    "the service catalog and prices"
+);
+pending_service!(
+    /// Verifications: numbers, codes and their lifecycle.
+    PendingVerification,
+    "namaskah.v1.VerificationService",
+    "verifications: numbers, codes and live streams"
+);
+pending_service!(
+    /// Wallet: ledger and top-ups.
+    PendingWallet,
+    "namaskah.v1.WalletService",
+    "the wallet: ledger and top-ups"
+);
+pending_service!(
+    /// Plans and billing.
+    PendingSubscription,
+    "namaskah.v1.SubscriptionService",
+    "plans, subscriptions and usage billing"
+);
+pending_service!(
+    /// Analytics.
+    PendingAnalytics,
+    "namaskah.v1.AnalyticsService",
+    "conversion tracking and analytics"
+);
+pending_service!(
+    /// Administration.
+    PendingAdmin,
+    "namaskah.v1.AdminService",
+    "administration and the audit log"
+);
+pending_service!(
+    /// White-label tenants.
+    PendingTenant,
+    "namaskah.v1.TenantService",
+    "white-label tenants"
+);
+pending_service!(
+    /// The sandbox's test hooks.
+    PendingSandbox,
+    "namaskah.v1.SandboxService",
+    "the sandbox provider and gateway"
+);
+pending_service!(
+    /// Webhook ingress.
+    PendingWebhook,
+    "namaskah.v1.WebhookService",
+    "webhooks from the payment gateway and providers"
+);
