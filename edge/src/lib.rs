@@ -1,1 +1,129 @@
-//! The edge.
+//! The HTTP edge in front of the Namaskah gRPC server.
+//!
+//! One HTTP listener (HTTP/1.1 and HTTP/2 without TLS) answers three kinds of request:
+//!
+//! - grpc-web (`application/grpc-web`, `+proto`, `-text`, `-text+proto`) from browsers,
+//!   translated by `tonic_web` into gRPC and forwarded to the upstream;
+//! - native gRPC (`application/grpc…`) forwarded untouched: any `/package.Service/Method`,
+//!   its metadata (`authorization`, `x-api-key`, `grpc-timeout`, …) and the upstream's
+//!   headers and trailers (`x-process-time`, `grpc-status`, …) pass through;
+//! - plain HTTP: `GET /healthz`, and (later) the JSON routes of the `google.api.http`
+//!   annotations. Anything else is a 404 with a `{"code":5,"message":…}` body.
+//!
+//! Every call shares one [`Channel`], so all requests are multiplexed over a kept-alive
+//! HTTP/2 connection to the upstream.
+//!
+//! Hosting the edge in another process (as `namaskah-server` does):
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let upstream = namaskah_edge::upstream_channel("http://127.0.0.1:50051".parse().unwrap());
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! namaskah_edge::serve(listener, upstream, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod config;
+mod health;
+mod limit;
+mod proxy;
+mod reply;
+mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use config::{
+    ConfigError, DEFAULT_EDGE_ADDR, DEFAULT_UPSTREAM, ENV_EDGE_ADDR, ENV_MAX_BODY, ENV_UPSTREAM,
+    Settings,
+};
+pub use upstream::{DEFAULT_CONNECT_TIMEOUT, upstream_channel, upstream_endpoint};
+
+/// The largest request body the edge accepts unless told otherwise: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long `/healthz` waits for the upstream's health check before answering 503.
+pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The knobs of the edge itself (where it listens and what it forwards to are given
+/// separately, to [`serve_with`] or [`router`]).
+#[derive(Debug, Clone)]
+pub struct EdgeOptions {
+    /// Request bodies larger than this are refused: HTTP 413 for grpc-web and plain HTTP,
+    /// `RESOURCE_EXHAUSTED` for native gRPC. The count covers the bytes on the wire (so
+    /// base64 for `grpc-web-text`) and, for a client stream, the whole stream.
+    pub max_body_bytes: usize,
+    /// How long `GET /healthz` waits for `grpc.health.v1.Health/Check` before giving up.
+    pub health_check_timeout: Duration,
+}
+
+impl Default for EdgeOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            health_check_timeout: DEFAULT_HEALTH_CHECK_TIMEOUT,
+        }
+    }
+}
+
+/// State shared by every route of the edge.
+#[derive(Clone)]
+pub(crate) struct Edge {
+    pub(crate) upstream: Channel,
+    pub(crate) options: EdgeOptions,
+}
+
+/// The edge as an axum [`Router`], ready to be served (with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so `x-forwarded-for` can be set)
+/// or nested into a bigger router.
+///
+/// Routing order: the explicit routes (`/healthz`; later the JSON transcoding routes,
+/// OpenAPI and webhooks) first, then the fallback, which forwards gRPC and grpc-web calls
+/// and answers 404 to everything else.
+pub fn router(upstream: Channel, options: EdgeOptions) -> Router {
+    let max_body_bytes = options.max_body_bytes;
+    let edge = Edge { upstream, options };
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .fallback(proxy::fallback)
+        .with_state(edge)
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            limit::enforce_body_limit,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(reply::panicked))
+}
+
+/// Serves the edge with the default [`EdgeOptions`] on `listener` until `shutdown`
+/// completes, then stops accepting connections and waits for the open ones to finish.
+pub async fn serve<F>(listener: TcpListener, upstream: Channel, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    serve_with(listener, upstream, EdgeOptions::default(), shutdown).await
+}
+
+/// [`serve`] with explicit options.
+pub async fn serve_with<F>(
+    listener: TcpListener,
+    upstream: Channel,
+    options: EdgeOptions,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let app = router(upstream, options).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,93 @@
+//! `namaskah-edge`: the edge alone, in front of a remote gRPC server.
+//!
+//! Configuration (environment; unset or empty means the default):
+//! `NAMASKAH_EDGE_ADDR` (`0.0.0.0:8080`), `NAMASKAH_UPSTREAM` (`http://127.0.0.1:50051`),
+//! `NAMASKAH_EDGE_MAX_BODY` (bytes, `1048576`), `RUST_LOG` (`info`).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use namaskah_edge::{ENV_EDGE_ADDR, Settings, serve_with, upstream_channel};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+/// After SIGTERM/SIGINT, how long open connections (say, long server streams) may take to
+/// finish before the process exits anyway.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let settings = Settings::from_env()?;
+    let listener = TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("{ENV_EDGE_ADDR}: cannot listen on {}", settings.addr))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        upstream = %settings.upstream,
+        max_body_bytes = settings.options.max_body_bytes,
+        "namaskah-edge listening",
+    );
+
+    let upstream = upstream_channel(settings.upstream.clone());
+    let (stopping_tx, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections, finishing open ones");
+        let _ = stopping_tx.send(true);
+    });
+
+    let serving = serve_with(
+        listener,
+        upstream,
+        settings.options,
+        stopped(stopping.clone()),
+    );
+    tokio::select! {
+        result = serving => result.context("serving HTTP")?,
+        () = async { stopped(stopping).await; tokio::time::sleep(DRAIN_DEADLINE).await } => {
+            tracing::warn!(deadline = ?DRAIN_DEADLINE, "connections still open after the drain deadline; exiting");
+        }
+    }
+    tracing::info!("namaskah-edge stopped");
+    Ok(())
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stopping| *stopping).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

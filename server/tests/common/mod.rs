@@ -1,0 +1,262 @@
+//! Test harness: builds the real application on port 0 (zero2prod's `spawn_app`), on
+//! SQLite by default or on a fresh PostgreSQL database when `TEST_DATABASE_URL` is set, with
+//! its own Redis key prefix when `TEST_REDIS_URL` is set; plus helpers to read the mail sink
+//! and check error details.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use namaskah_proto::v1 as pb;
+use namaskah_proto::v1::auth_service_client::AuthServiceClient;
+use namaskah_server::{Application, Config};
+use sea_orm::{ConnectionTrait, Database};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+pub const PASSWORD: &str = "correct horse 42";
+
+pub struct TestApp {
+    pub grpc_addr: SocketAddr,
+    pub edge_addr: Option<SocketAddr>,
+    pub channel: Channel,
+    pub mail_sink: PathBuf,
+    pub database_url: String,
+    pub state: namaskah_server::app::AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+
+    /// Stops the server the way SIGTERM does and waits for it to finish.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(handle) => handle.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// Every mail written to the sink so far.
+    pub fn mails(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.mail_sink)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Waits (bounded) until the `n`-th mail to `to` (1-based) has arrived, and returns it.
+    /// Mail is sent in the background, so it may land just after the RPC answered.
+    pub async fn nth_mail_to(&self, to: &str, n: usize) -> serde_json::Value {
+        for _ in 0..200 {
+            let mails: Vec<_> = self
+                .mails()
+                .into_iter()
+                .filter(|m| m["to"] == to)
+                .collect();
+            if mails.len() >= n {
+                return mails[n - 1].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no mail #{n} to {to} arrived; sink has {:?}", self.mails());
+    }
+
+    /// The `token=` of the `n`-th mail to `to`.
+    pub async fn nth_token_to(&self, to: &str, n: usize) -> String {
+        let mail = self.nth_mail_to(to, n).await;
+        token_in(mail["text"].as_str().expect("mail text"))
+    }
+
+    /// Registers an account; returns its email.
+    pub async fn register(&self) -> String {
+        let email = unique_email();
+        self.auth()
+            .register(pb::RegisterRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+                referral_code: String::new(),
+            })
+            .await
+            .expect("register");
+        email
+    }
+
+    /// Logs in; returns the token pair.
+    pub async fn login(&self, email: &str) -> pb::TokenPair {
+        self.auth()
+            .login(pb::LoginRequest {
+                email: email.into(),
+                password: PASSWORD.into(),
+                totp_code: String::new(),
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .tokens
+            .expect("tokens")
+    }
+
+    /// Registers and logs in; returns the email and an access token.
+    pub async fn signed_in(&self) -> (String, String) {
+        let email = self.register().await;
+        let tokens = self.login(&email).await;
+        (email, tokens.access_token)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Extracts `token=…` from a mail's text.
+pub fn token_in(text: &str) -> String {
+    let start = text.find("token=").expect("a token= link") + "token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+pub fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+pub fn with_key<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("ascii key"));
+    request
+}
+
+/// Asserts the status code and the `ErrorInfo` reason (domain `namaskah.sms`).
+#[track_caller]
+pub fn assert_error(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "unexpected reason in {status:?}");
+    assert_eq!(info.domain, "namaskah.sms");
+}
+
+/// Asserts `INVALID_ARGUMENT` with a `BadRequest` violation on `field`.
+#[track_caller]
+pub fn assert_invalid(status: &Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest in {status:?}"));
+    assert!(
+        bad.field_violations.iter().any(|v| v.field == field),
+        "no violation on {field} in {status:?}"
+    );
+}
+
+/// A fresh database for one test: a file in the test's directory, or a new PostgreSQL
+/// database named `namaskah_test_<uuid>` next to `TEST_DATABASE_URL`'s.
+async fn fresh_database(dir: &std::path::Path) -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("namaskah_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create a test database");
+            admin.close().await.ok();
+            let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("namaskah.db").display()),
+    }
+}
+
+/// Starts the application with the given extra configuration.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database(dir.path()).await;
+    let mail_sink = dir.path().join("mail.jsonl");
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("NAMASKAH_GRPC_ADDR".into(), "127.0.0.1:0".into()),
+        ("NAMASKAH_EDGE_ADDR".into(), "off".into()),
+        ("NAMASKAH_METRICS_ADDR".into(), "off".into()),
+        ("DATABASE_URL".into(), database_url.clone()),
+        ("NAMASKAH_MAIL_SINK".into(), mail_sink.display().to_string()),
+        (
+            "NAMASKAH_JWT_SECRET".into(),
+            "test-secret-test-secret-test-secret!".into(),
+        ),
+        ("NAMASKAH_SHUTDOWN_TIMEOUT".into(), "5s".into()),
+    ]);
+    if let Ok(redis) = std::env::var("TEST_REDIS_URL")
+        && !redis.is_empty()
+    {
+        vars.insert("REDIS_URL".into(), redis);
+        vars.insert(
+            "NAMASKAH_REDIS_PREFIX".into(),
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        );
+    }
+    for (k, v) in extra {
+        vars.insert((*k).into(), (*v).into());
+    }
+    let config = Config::from_source(&vars).expect("test configuration");
+    let app = Application::build(config).await.expect("application builds");
+    let grpc_addr = app.grpc_addr();
+    let edge_addr = app.edge_addr();
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    // The listener is bound already: connecting needs no waiting.
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the server");
+    TestApp {
+        grpc_addr,
+        edge_addr,
+        channel,
+        mail_sink,
+        database_url,
+        state,
+        stop: Some(stop),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
