@@ -8,6 +8,9 @@ const USAGE: &str = "usage: namaskah-server [serve | migrate | help]
 
   serve    run the gRPC server, the jobs and the edge (the default)
   migrate  apply pending database migrations to DATABASE_URL and exit
+  healthcheck
+           ask the server at NAMASKAH_GRPC_ADDR (on this host) whether it is serving;
+           exit 0 if so (for container health checks)
 
 Configuration comes from environment variables; see the README.";
 
@@ -31,6 +34,7 @@ async fn main() -> ExitCode {
     let result = match command.as_str() {
         "serve" => serve(config).await,
         "migrate" => migrate(config).await,
+        "healthcheck" => healthcheck(config).await,
         other => {
             eprintln!("namaskah-server: unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);
@@ -56,4 +60,30 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     store::migrate(&db).await?;
     println!("migrations applied");
     Ok(())
+}
+
+async fn healthcheck(config: Config) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let mut addr = config.grpc_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3))
+        .connect()
+        .await?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await?
+        .into_inner()
+        .status();
+    if status == ServingStatus::Serving {
+        println!("serving");
+        Ok(())
+    } else {
+        anyhow::bail!("not serving: {status:?}")
+    }
 }
