@@ -69,7 +69,8 @@ impl Settings {
             None => parse_addr(DEFAULT_EDGE_ADDR)?,
             Some(value) => parse_addr(&value)?,
         };
-        let upstream = parse_upstream(&get(ENV_UPSTREAM).unwrap_or_else(|| DEFAULT_UPSTREAM.into()))?;
+        let upstream =
+            parse_upstream(&get(ENV_UPSTREAM).unwrap_or_else(|| DEFAULT_UPSTREAM.into()))?;
         let max_body_bytes = match get(ENV_MAX_BODY) {
             None => DEFAULT_MAX_BODY_BYTES,
             Some(value) => parse_max_body(&value)?,

@@ -39,7 +39,8 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 pub use config::{
     ConfigError, DEFAULT_EDGE_ADDR, DEFAULT_UPSTREAM, ENV_EDGE_ADDR, ENV_MAX_BODY, ENV_UPSTREAM,
@@ -93,13 +94,16 @@ pub fn router(upstream: Channel, options: EdgeOptions) -> Router {
     let edge = Edge { upstream, options };
     Router::new()
         .route("/healthz", get(health::healthz))
+        .method_not_allowed_fallback(reply::method_not_allowed)
         .fallback(proxy::fallback)
         .with_state(edge)
         .layer(axum::middleware::from_fn_with_state(
             max_body_bytes,
             limit::enforce_body_limit,
         ))
-        .layer(TraceLayer::new_for_http())
+        // 5xx answers (a 503 from /healthz while the upstream restarts) are warnings, not
+        // errors; per-request spans and events are at debug level.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
         .layer(CatchPanicLayer::custom(reply::panicked))
 }
 

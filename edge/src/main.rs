@@ -4,6 +4,8 @@
 //! `NAMASKAH_EDGE_ADDR` (`0.0.0.0:8080`), `NAMASKAH_UPSTREAM` (`http://127.0.0.1:50051`),
 //! `NAMASKAH_EDGE_MAX_BODY` (bytes, `1048576`), `RUST_LOG` (`info`).
 
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,13 +19,25 @@ use tracing_subscriber::EnvFilter;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}`: the whole chain on one line, without a backtrace.
+            eprintln!("namaskah-edge: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let listener = TcpListener::bind(settings.addr)
         .await

@@ -2,6 +2,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -47,12 +49,25 @@ fn not_found(request: &Request) -> Response {
 
 /// grpc-web: `tonic_web` turns the call into gRPC (decoding base64 for `-text`), we forward
 /// it, and it turns the answer back (trailers into the body, base64 if asked).
+///
+/// `tonic_web` (0.14.9) passes the wrapped body's size hint through although it changes the
+/// length (base64, the trailer frame), and hyper turns an exact hint into `content-length`:
+/// the upstream then resets the stream, or the browser gets a truncated answer. So both
+/// bodies go through `tonic_web` with their length hidden.
 async fn forward_grpc_web(upstream: Channel, request: Request) -> Response {
     let to_upstream = service_fn(move |request: http::Request<tonic::body::Body>| {
         let upstream = upstream.clone();
-        async move { Ok::<_, Infallible>(forward(upstream, request, Protocol::GrpcWeb).await) }
+        async move {
+            let response = forward(upstream, request, Protocol::GrpcWeb).await;
+            Ok::<_, Infallible>(response.map(|body| Body::new(LengthHidden(body))))
+        }
     });
-    match GrpcWebLayer::new().layer(to_upstream).oneshot(request).await {
+    let request = request.map(|body| Body::new(LengthHidden(body)));
+    match GrpcWebLayer::new()
+        .layer(to_upstream)
+        .oneshot(request)
+        .await
+    {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     }
@@ -92,7 +107,9 @@ async fn forward(
                 // The channel enforces the caller's `grpc-timeout`.
                 tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => (
                     StatusCode::GATEWAY_TIMEOUT,
-                    tonic::Status::deadline_exceeded("the deadline passed before the server answered"),
+                    tonic::Status::deadline_exceeded(
+                        "the deadline passed before the server answered",
+                    ),
                 ),
                 _ => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -102,6 +119,26 @@ async fn forward(
             refuse(protocol, http, status)
         }
     }
+}
+
+/// A body that does not tell its length in advance.
+struct LengthHidden<B>(B);
+
+impl<B: http_body::Body + Unpin> http_body::Body for LengthHidden<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+    // `size_hint` stays the default: unknown.
 }
 
 /// `/service/method`, both non-empty.

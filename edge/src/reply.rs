@@ -84,6 +84,15 @@ pub(crate) fn refuse(protocol: Protocol, http: StatusCode, status: tonic::Status
     }
 }
 
+/// A known path asked with a method it does not answer.
+pub(crate) async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        tonic::Code::Unimplemented,
+        &format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
 /// The answer when a handler panics: the connection and the process survive.
 pub(crate) fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
     let what = panic
@@ -114,7 +123,10 @@ mod tests {
         assert_eq!(protocol_of("application/grpc-web"), Protocol::GrpcWeb);
         assert_eq!(protocol_of("application/grpc-web+proto"), Protocol::GrpcWeb);
         assert_eq!(protocol_of("application/grpc-web-text"), Protocol::GrpcWeb);
-        assert_eq!(protocol_of("application/grpc-web-text+proto"), Protocol::GrpcWeb);
+        assert_eq!(
+            protocol_of("application/grpc-web-text+proto"),
+            Protocol::GrpcWeb
+        );
         assert_eq!(protocol_of("application/grpc"), Protocol::Grpc);
         assert_eq!(protocol_of("application/grpc+proto"), Protocol::Grpc);
         assert_eq!(protocol_of("application/grpcx"), Protocol::Http);
