@@ -218,10 +218,10 @@ impl ApiError {
         };
         details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
         let mut status = Status::with_error_details(code, message, details);
-        if let Some(retry) = retry_after_of(&status) {
-            if let Ok(value) = retry.as_secs().max(1).to_string().parse() {
-                status.metadata_mut().insert("retry-after", value);
-            }
+        if let Some(retry) = retry_after_of(&status)
+            && let Ok(value) = retry.as_secs().max(1).to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", value);
         }
         status
     }

@@ -14,8 +14,34 @@ const USAGE: &str = "usage: namaskah-server [serve | migrate | help]
 
 Configuration comes from environment variables; see the README.";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    tune_allocator();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("namaskah-server: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run())
+}
+
+/// Argon2 allocates 19 MiB per password hash. glibc raises its mmap threshold after the first
+/// such block is freed, so later ones come from per-thread arenas that never shrink: a burst
+/// of logins would leave hundreds of MiB resident. A fixed threshold keeps large blocks
+/// mmapped, and returned to the system when freed.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}
+
+async fn run() -> ExitCode {
     telemetry::init_logging();
     let command = std::env::args()
         .nth(1)

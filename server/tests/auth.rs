@@ -52,7 +52,9 @@ async fn register_verify_login_get_me() {
     let token = app.nth_token_to(&mixed_case, 1).await;
     let verified = app
         .auth()
-        .verify_email(pb::VerifyEmailRequest { token: token.clone() })
+        .verify_email(pb::VerifyEmailRequest {
+            token: token.clone(),
+        })
         .await
         .expect("verify")
         .into_inner()
@@ -414,7 +416,9 @@ async fn two_factor_setup_confirm_login_and_disable() {
     let status = login(String::new()).await.expect_err("code required");
     assert_error(&status, Code::FailedPrecondition, "TOTP_REQUIRED");
     // The code used to confirm cannot be used again; the next step's code works once.
-    let status = login(totp_now(&setup.secret, 0)).await.expect_err("replayed code");
+    let status = login(totp_now(&setup.secret, 0))
+        .await
+        .expect_err("replayed code");
     assert_error(&status, Code::Unauthenticated, "INVALID_TOTP_CODE");
     let next = totp_now(&setup.secret, 1);
     login(next.clone()).await.expect("fresh code");

@@ -5,9 +5,9 @@ mod common;
 use common::*;
 use namaskah_proto::v1 as pb;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 const SERVICES: &[&str] = &[
     "namaskah.v1.AuthService",
@@ -48,10 +48,10 @@ async fn health_check_serves() {
 
 #[tokio::test]
 async fn reflection_v1_lists_every_service_and_method() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let app = spawn_app().await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
@@ -78,7 +78,10 @@ async fn reflection_v1_lists_every_service_and_method() {
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for service in SERVICES {
-        assert!(names.iter().any(|n| n == service), "{service} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} missing from {names:?}"
+        );
     }
     let files = responses.message().await.unwrap().unwrap();
     let Some(MessageResponse::FileDescriptorResponse(files)) = files.message_response else {
@@ -106,10 +109,10 @@ async fn reflection_v1_lists_every_service_and_method() {
 
 #[tokio::test]
 async fn reflection_v1alpha_answers_too() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
     let app = spawn_app().await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
@@ -125,8 +128,16 @@ async fn reflection_v1alpha_answers_too() {
     let Some(MessageResponse::ListServicesResponse(list)) = listed.message_response else {
         panic!("expected a service list");
     };
-    assert!(list.service.iter().any(|s| s.name == "namaskah.v1.AuthService"));
-    assert!(list.service.iter().any(|s| s.name == "namaskah.v1.WalletService"));
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "namaskah.v1.AuthService")
+    );
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "namaskah.v1.WalletService")
+    );
 }
 
 #[tokio::test]
@@ -177,7 +188,8 @@ async fn rooms_not_landed_answer_unimplemented_naming_the_capability() {
         .expect_err("wallet has not landed");
     assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
     assert!(
-        status.message().contains("WalletService.GetBalance") && status.message().contains("wallet"),
+        status.message().contains("WalletService.GetBalance")
+            && status.message().contains("wallet"),
         "{}",
         status.message()
     );
@@ -221,5 +233,8 @@ async fn shutdown_stops_accepting_and_returns() {
         .unwrap()
         .connect()
         .await;
-    assert!(reconnect.is_err(), "the listener must be closed after shutdown");
+    assert!(
+        reconnect.is_err(),
+        "the listener must be closed after shutdown"
+    );
 }

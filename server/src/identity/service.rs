@@ -167,11 +167,12 @@ fn user_key(id: Uuid) -> String {
     format!("user:{id}")
 }
 
-/// Checks that a required text field is present and not absurdly long.
+/// Checks that a required text field is present and at most `max` characters long
+/// (characters, not bytes: the limits the API documents and registration applies).
 fn require_text(violations: &mut Violations, field: &str, value: &str, max: usize) {
     if value.trim().is_empty() {
         violations.add(field, "is required");
-    } else if value.len() > max {
+    } else if value.chars().count() > max {
         violations.add(field, format!("is longer than {max} characters"));
     }
 }
@@ -313,6 +314,9 @@ impl Identity {
         let referral_code = referral_code.trim().to_ascii_uppercase();
         if referral_code.len() > 16 {
             violations.add("referral_code", "is longer than 16 characters");
+        } else if !referral_code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            // Checked before the look-up: PostgreSQL refuses some text (a NUL byte) outright.
+            violations.add("referral_code", "may contain only letters and digits");
         }
         violations.into_result()?;
         let email = email.unwrap_or_default();

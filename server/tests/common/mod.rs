@@ -60,11 +60,7 @@ impl TestApp {
     /// Mail is sent in the background, so it may land just after the RPC answered.
     pub async fn nth_mail_to(&self, to: &str, n: usize) -> serde_json::Value {
         for _ in 0..200 {
-            let mails: Vec<_> = self
-                .mails()
-                .into_iter()
-                .filter(|m| m["to"] == to)
-                .collect();
+            let mails: Vec<_> = self.mails().into_iter().filter(|m| m["to"] == to).collect();
             if mails.len() >= n {
                 return mails[n - 1].clone();
             }
@@ -230,7 +226,9 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         vars.insert((*k).into(), (*v).into());
     }
     let config = Config::from_source(&vars).expect("test configuration");
-    let app = Application::build(config).await.expect("application builds");
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
     let grpc_addr = app.grpc_addr();
     let edge_addr = app.edge_addr();
     let state = app.state().clone();
@@ -259,4 +257,55 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
+}
+
+/// How many rows `table` holds, counted in the test's own database (works on SQLite and
+/// PostgreSQL alike).
+pub async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    use sea_orm::Statement;
+    let db = &app.state.db;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await
+        .expect("count rows")
+        .expect("a count");
+    row.try_get::<i64>("", "n").expect("an integer count")
+}
+
+/// The fields named by the `BadRequest` of `status`, in order (empty without one).
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts `INVALID_ARGUMENT` with reason `INVALID_ARGUMENT` and violations on exactly
+/// `fields`, in that order.
+#[track_caller]
+pub fn assert_invalid_fields(status: &Status, fields: &[&str]) {
+    assert_error(status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(status), fields, "{status:?}");
+}
+
+/// The current code of a base32 TOTP secret, `offset_steps` 30-second steps from now.
+pub fn totp_code_at(secret: &str, offset_steps: i64) -> String {
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).expect("base32 secret"))
+        .build()
+        .expect("a TOTP");
+    let at = chrono::Utc::now().timestamp() + offset_steps * 30;
+    totp.generate(at as u64).to_string()
+}
+
+/// A 6-digit code that the secret produces at no step within three of now: wrong for sure.
+pub fn wrong_totp_code(secret: &str) -> String {
+    let near: Vec<String> = (-3..=3).map(|o| totp_code_at(secret, o)).collect();
+    (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .find(|code| !near.contains(code))
+        .expect("a code outside seven steps")
 }
