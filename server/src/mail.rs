@@ -95,6 +95,8 @@ impl Mailer for SmtpMailer {
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.clone())
+            .message_id(None)
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(mail.text.clone())
             .map_err(|e| MailError(e.to_string()))?;
         self.transport

@@ -251,26 +251,14 @@ impl Identity {
         purpose: &'static str,
         ttl: Duration,
     ) -> Result<(), ApiError> {
-        let now = Utc::now();
-        let token = domain::random_token();
         let txn = self.db.begin().await?;
-        // A new mail supersedes the previous ones of the same purpose.
-        repo::retire_mail_tokens(&txn, user.id, purpose, now).await?;
-        repo::insert_mail_token(
-            &txn,
-            mail_tokens::Model {
-                id: Uuid::now_v7(),
-                user_id: user.id,
-                purpose: purpose.to_owned(),
-                token_hash: domain::hash_secret(&token),
-                expires_at: now + to_chrono(ttl),
-                used_at: None,
-                created_at: now,
-            },
-        )
-        .await?;
+        let token = issue_mail_token(&txn, user.id, purpose, ttl).await?;
         txn.commit().await?;
+        self.send_token_mail(user, purpose, &token);
+        Ok(())
+    }
 
+    fn send_token_mail(&self, user: &users::Model, purpose: &'static str, token: &str) {
         let base = self.settings.public_url.as_str().trim_end_matches('/');
         let (subject, text) = match purpose {
             VERIFY_EMAIL => (
@@ -294,7 +282,6 @@ impl Identity {
                 text,
             },
         );
-        Ok(())
     }
 
     pub async fn register(
@@ -361,15 +348,22 @@ impl Identity {
                 created_at: now,
                 updated_at: now,
             };
-            match repo::insert_user(&self.db, user.clone()).await? {
+            // The account and its verification token are written together, or not at all.
+            let txn = self.db.begin().await?;
+            match repo::insert_user(&txn, user.clone()).await? {
                 UserInsert::Inserted => {
-                    self.mail_token(&user, VERIFY_EMAIL, VERIFY_EMAIL_TTL)
-                        .await?;
+                    let token =
+                        issue_mail_token(&txn, user.id, VERIFY_EMAIL, VERIFY_EMAIL_TTL).await?;
+                    txn.commit().await?;
+                    self.send_token_mail(&user, VERIFY_EMAIL, &token);
                     tracing::info!(user_id = %user.id, "account registered");
                     return Ok(UserProfile::from(&user));
                 }
-                UserInsert::EmailTaken => return Err(email_taken()),
-                UserInsert::ReferralCodeTaken => continue,
+                UserInsert::EmailTaken => {
+                    txn.rollback().await?;
+                    return Err(email_taken());
+                }
+                UserInsert::ReferralCodeTaken => txn.rollback().await?,
             }
         }
         Err(ApiError::Internal(anyhow::anyhow!(
@@ -1077,6 +1071,32 @@ impl Identity {
             }
         }
     }
+}
+
+/// Writes a new single-use token (superseding older ones of the same purpose); returns it.
+async fn issue_mail_token(
+    conn: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    purpose: &'static str,
+    ttl: Duration,
+) -> Result<String, ApiError> {
+    let now = Utc::now();
+    let token = domain::random_token();
+    repo::retire_mail_tokens(conn, user_id, purpose, now).await?;
+    repo::insert_mail_token(
+        conn,
+        mail_tokens::Model {
+            id: Uuid::now_v7(),
+            user_id,
+            purpose: purpose.to_owned(),
+            token_hash: domain::hash_secret(&token),
+            expires_at: now + to_chrono(ttl),
+            used_at: None,
+            created_at: now,
+        },
+    )
+    .await?;
+    Ok(token)
 }
 
 fn email_taken() -> ApiError {
