@@ -1,11 +1,11 @@
 //! A small key-value cache with expiry: Redis in production (shared by every instance), an
 //! in-process map otherwise. Callers see one trait and never know which is behind it.
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fred::prelude::{ClientLike, Expiration, KeysInterface};
+use fred::prelude::{ClientLike, EventInterface, Expiration, KeysInterface, PubsubInterface};
 
 use crate::error::StoreError;
 
@@ -39,6 +39,13 @@ impl Default for InProcessCache {
 }
 
 impl InProcessCache {
+    /// Drops every entry.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            lock(shard).clear();
+        }
+    }
+
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, (Instant, String)>> {
         // FNV-1a: cheap and good enough to spread keys over a handful of shards.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -95,34 +102,89 @@ impl Cache for InProcessCache {
     }
 }
 
-/// The Redis cache. Every key is prefixed, so deployments (and tests) can share a server.
+/// How long an instance keeps a Redis entry in its own memory. Changes made anywhere are
+/// broadcast over Redis pub/sub and drop the local copies at once; this bounds staleness if
+/// such a message is lost (it also clears everything when the subscription reconnects).
+const NEAR_TTL: Duration = Duration::from_secs(5);
+
+/// The Redis cache, shared by every instance, with a small near cache in each instance so
+/// that a hot key (an API key, a session) costs no network round trip per request. Every
+/// key is prefixed, so deployments (and tests) can share a server.
 pub struct RedisCache {
     client: fred::prelude::Client,
     prefix: String,
+    channel: String,
+    near: Arc<InProcessCache>,
+    _subscriber: fred::clients::SubscriberClient,
 }
 
 impl RedisCache {
-    /// Connects and waits until Redis answers.
+    /// Connects, subscribes to invalidations and waits until Redis answers.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let config = fred::prelude::Config::from_url(url)
             .map_err(|e| StoreError::Cache(format!("REDIS_URL: {e}")))?;
-        let client = fred::prelude::Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(5);
-                c.internal_command_timeout = Duration::from_secs(5);
-            })
-            .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
-                0, 100, 5_000, 2,
-            ))
-            .build()
-            .map_err(|e| StoreError::Cache(e.to_string()))?;
+        let builder = {
+            let mut builder = fred::prelude::Builder::from_config(config);
+            builder
+                .with_connection_config(|c| {
+                    c.connection_timeout = Duration::from_secs(5);
+                    c.internal_command_timeout = Duration::from_secs(5);
+                })
+                .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
+                    0, 100, 5_000, 2,
+                ));
+            builder
+        };
+        let client = builder.build().map_err(redis_error)?;
+        let subscriber = builder.build_subscriber_client().map_err(redis_error)?;
         client
             .init()
             .await
             .map_err(|e| StoreError::Cache(format!("cannot connect to Redis: {e}")))?;
+        subscriber
+            .init()
+            .await
+            .map_err(|e| StoreError::Cache(format!("cannot connect to Redis: {e}")))?;
+
+        let channel = format!("{prefix}cache-invalidate");
+        let near = Arc::new(InProcessCache::default());
+        let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
+        let listener = Arc::clone(&near);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    message = messages.recv() => match message {
+                        Ok(message) => match message.value.as_string() {
+                            Some(key) => {
+                                let _ = listener.delete(&key).await;
+                            }
+                            None => listener.clear(),
+                        },
+                        // Missed messages: forget everything rather than serve stale entries.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => listener.clear(),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    reconnected = reconnects.recv() => match reconnected {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            listener.clear();
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+        });
+        subscriber
+            .subscribe(channel.as_str())
+            .await
+            .map_err(redis_error)?;
+        subscriber.manage_subscriptions();
         Ok(Self {
             client,
             prefix: prefix.to_owned(),
+            channel,
+            near,
+            _subscriber: subscriber,
         })
     }
 
@@ -133,6 +195,15 @@ impl RedisCache {
     pub fn client(&self) -> &fred::prelude::Client {
         &self.client
     }
+
+    /// Tells every instance (this one included) to drop its near copy of `key`.
+    async fn broadcast_change(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .publish::<i64, _, _>(self.channel.as_str(), key)
+            .await
+            .map(|_| ())
+            .map_err(redis_error)
+    }
 }
 
 fn redis_error(e: fred::error::Error) -> StoreError {
@@ -142,7 +213,14 @@ fn redis_error(e: fred::error::Error) -> StoreError {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.client.get(self.key(key)).await.map_err(redis_error)
+        if let Some(value) = self.near.get(key).await? {
+            return Ok(Some(value));
+        }
+        let value: Option<String> = self.client.get(self.key(key)).await.map_err(redis_error)?;
+        if let Some(value) = &value {
+            self.near.set(key, value, NEAR_TTL).await?;
+        }
+        Ok(value)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -156,15 +234,19 @@ impl Cache for RedisCache {
                 false,
             )
             .await
-            .map_err(redis_error)
+            .map_err(redis_error)?;
+        // This instance forgets its copy now; the others when the broadcast arrives.
+        self.near.delete(key).await?;
+        self.broadcast_change(key).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .del::<i64, _>(self.key(key))
             .await
-            .map(|_| ())
-            .map_err(redis_error)
+            .map_err(redis_error)?;
+        self.near.delete(key).await?;
+        self.broadcast_change(key).await
     }
 
     fn kind(&self) -> &'static str {

@@ -26,12 +26,31 @@ pub struct TestApp {
     pub mail_sink: PathBuf,
     pub database_url: String,
     pub state: namaskah_server::app::AppState,
+    vars: HashMap<String, String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
 impl TestApp {
+    /// Starts a second instance of the same deployment: the same database, Redis prefix,
+    /// signing key and mail sink (as two servers behind a load balancer).
+    pub async fn spawn_peer(&self) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        start(
+            self.vars.clone(),
+            dir,
+            self.database_url.clone(),
+            self.mail_sink.clone(),
+        )
+        .await
+    }
+
+    /// Whether this deployment shares a Redis (only then do several instances agree).
+    pub fn uses_redis(&self) -> bool {
+        self.vars.contains_key("REDIS_URL")
+    }
+
     pub fn auth(&self) -> AuthServiceClient<Channel> {
         AuthServiceClient::new(self.channel.clone())
     }
@@ -225,6 +244,15 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
     }
+    start(vars, dir, database_url, mail_sink).await
+}
+
+async fn start(
+    vars: HashMap<String, String>,
+    dir: tempfile::TempDir,
+    database_url: String,
+    mail_sink: PathBuf,
+) -> TestApp {
     let config = Config::from_source(&vars).expect("test configuration");
     let app = Application::build(config)
         .await
@@ -249,6 +277,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         mail_sink,
         database_url,
         state,
+        vars,
         stop: Some(stop),
         server: Some(server),
         _dir: dir,
