@@ -230,6 +230,10 @@ impl Application {
                 };
             }
         }
+        // Load balancers polling the health check stop sending new calls.
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         health_reporter
             .set_not_serving::<AuthServiceServer<AuthApi>>()
             .await;

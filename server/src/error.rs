@@ -146,6 +146,7 @@ impl ApiError {
     /// The one mapping from an application error to a gRPC status.
     pub fn into_status(self) -> Status {
         let mut details = ErrorDetails::new();
+        let mut retry = None;
         let (code, reason, message) = match self {
             ApiError::InvalidArgument(violations) => {
                 let message = match violations.as_slice() {
@@ -188,7 +189,7 @@ impl ApiError {
                 message,
                 retry_after,
             } => {
-                details.set_retry_info(Some(retry_after));
+                retry = Some(retry_after);
                 (Code::ResourceExhausted, reason, message)
             }
             ApiError::Unimplemented { capability } => (
@@ -201,9 +202,7 @@ impl ApiError {
                 message,
                 retry_after,
             } => {
-                if let Some(retry_after) = retry_after {
-                    details.set_retry_info(Some(retry_after));
-                }
+                retry = retry_after;
                 (Code::Unavailable, reason, message)
             }
             ApiError::Internal(error) => {
@@ -217,20 +216,17 @@ impl ApiError {
             }
         };
         details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+        if retry.is_some() {
+            details.set_retry_info(retry);
+        }
         let mut status = Status::with_error_details(code, message, details);
-        if let Some(retry) = retry_after_of(&status)
+        if let Some(retry) = retry
             && let Ok(value) = retry.as_secs().max(1).to_string().parse()
         {
             status.metadata_mut().insert("retry-after", value);
         }
         status
     }
-}
-
-fn retry_after_of(status: &Status) -> Option<Duration> {
-    status
-        .get_details_retry_info()
-        .and_then(|info| info.retry_delay)
 }
 
 impl From<ApiError> for Status {

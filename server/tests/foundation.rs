@@ -238,3 +238,31 @@ async fn shutdown_stops_accepting_and_returns() {
         "the listener must be closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn the_in_process_edge_serves_grpc_web() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use namaskah_proto::v1::auth_service_client::AuthServiceClient;
+
+    let app = spawn_app_with(&[("NAMASKAH_EDGE_ADDR", "127.0.0.1:0")]).await;
+    let edge = app.edge_addr.expect("the edge is on");
+    let (email, token) = app.signed_in().await;
+    // A browser's protocol: grpc-web over HTTP/1.1.
+    let http1 = Client::builder(TokioExecutor::new()).build_http();
+    let web = tower::ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebClientLayer::new())
+        .service(http1);
+    let mut client = AuthServiceClient::with_origin(web, format!("http://{edge}").parse().unwrap());
+    let response = client
+        .get_me(bearer(pb::GetMeRequest {}, &token))
+        .await
+        .expect("GetMe over grpc-web");
+    assert!(response.metadata().get("x-process-time").is_some());
+    assert_eq!(response.into_inner().user.unwrap().email, email);
+    let status = client
+        .get_me(pb::GetMeRequest {})
+        .await
+        .expect_err("no credentials over grpc-web either");
+    assert_error(&status, Code::Unauthenticated, "UNAUTHENTICATED");
+}
