@@ -30,6 +30,7 @@ const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    pub outbox: mail::Outbox,
     pub cache: Arc<dyn Cache>,
     pub identity: Arc<Identity>,
 }
@@ -66,12 +67,12 @@ impl Application {
             ),
             None => Arc::new(InProcessCache::default()),
         };
-        let mailer = mail::from_config(&config.mail, &config.mail_from)?;
+        let outbox = mail::Outbox::new(mail::from_config(&config.mail, &config.mail_from)?);
         let identity = Arc::new(
             Identity::new(
                 db.clone(),
                 Arc::clone(&cache),
-                mailer,
+                outbox.clone(),
                 IdentitySettings {
                     jwt_secret: config.jwt_secret.clone(),
                     access_token_ttl: config.access_token_ttl,
@@ -102,6 +103,7 @@ impl Application {
         Ok(Self {
             state: AppState {
                 db,
+                outbox,
                 cache,
                 identity,
             },
@@ -193,8 +195,10 @@ impl Application {
             // grpc-web for browsers on the edge port; JSON transcoding arrives with the edge.
             let edge_server = Server::builder()
                 .accept_http1(true)
-                .layer(layers)
+                // Outermost, so that every answer (an authentication refusal too) is
+                // translated to grpc-web for the browser.
                 .layer(tonic_web::GrpcWebLayer::new())
+                .layer(layers)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     TcpListenerStream::new(edge),
@@ -238,6 +242,7 @@ impl Application {
             .set_not_serving::<AuthServiceServer<AuthApi>>()
             .await;
         let _ = stop_tx.send(true);
+        state.identity.flush_key_usage().await;
         let drained = tokio::time::timeout(config.shutdown_timeout, async {
             while let Some(result) = tasks.join_next().await {
                 match result {
@@ -248,12 +253,13 @@ impl Application {
                     Err(error) => tracing::error!(%error, "task failed while draining"),
                 }
             }
+            state.outbox.drain().await;
         })
         .await;
         if drained.is_err() {
             tracing::warn!(
                 timeout_s = config.shutdown_timeout.as_secs(),
-                "in-flight calls did not finish in time; closing them"
+                "in-flight calls or mail did not finish in time; closing them"
             );
             tasks.abort_all();
         }

@@ -143,6 +143,12 @@ where
         Box::pin(async move {
             let public = is_public(request.uri().path());
             let outcome = match presented(request.headers()) {
+                // On a public RPC, credentials that fail (an expired access token sent along
+                // with RefreshToken, say) leave the caller anonymous instead of refused.
+                Ok(Some(credentials)) if public => {
+                    Ok(identity.authenticate(credentials).await.ok())
+                }
+                Err(_) if public => Ok(None),
                 Ok(Some(credentials)) => identity.authenticate(credentials).await.map(Some),
                 Ok(None) if public => Ok(None),
                 Ok(None) => Err(ApiError::unauthenticated(

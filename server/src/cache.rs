@@ -1,21 +1,30 @@
 //! A small key-value cache with expiry: Redis in production (shared by every instance), an
 //! in-process map otherwise. Callers see one trait and never know which is behind it.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fred::prelude::{ClientLike, EventInterface, Expiration, KeysInterface, PubsubInterface};
+use fred::prelude::{
+    ClientLike, EventInterface, Expiration, KeysInterface, PubsubInterface, SetOptions,
+};
 
 use crate::error::StoreError;
 
 /// A cache of short strings. Entries may vanish at any time before their expiry; callers
 /// always know how to rebuild them.
+///
+/// Two ways to write, so that a slow reader never undoes a change: `fill` stores what a
+/// reader just read from the database, only if the key holds nothing (a change written
+/// meanwhile wins); `set` records a change (a revocation, a tombstone) and overwrites.
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `value` unless the key already holds one.
+    async fn fill(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Stores `value`, replacing what is there, and (with Redis) tells every instance.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
-    async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Which implementation this is, for logs and `/metrics`.
     fn kind(&self) -> &'static str;
 }
@@ -39,6 +48,25 @@ impl Default for InProcessCache {
 }
 
 impl InProcessCache {
+    fn store(&self, key: &str, value: &str, ttl: Duration, overwrite: bool) {
+        let now = Instant::now();
+        let mut shard = lock(self.shard(key));
+        if !overwrite && shard.get(key).is_some_and(|(expires, _)| *expires > now) {
+            return;
+        }
+        if shard.len() >= SHARD_CAPACITY && !shard.contains_key(key) {
+            shard.retain(|_, (expires, _)| *expires > now);
+            if shard.len() >= SHARD_CAPACITY {
+                shard.clear();
+            }
+        }
+        shard.insert(key.to_owned(), (now + ttl, value.to_owned()));
+    }
+
+    fn forget(&self, key: &str) {
+        lock(self.shard(key)).remove(key);
+    }
+
     /// Drops every entry.
     pub fn clear(&self) {
         for shard in &self.shards {
@@ -79,21 +107,13 @@ impl Cache for InProcessCache {
         }
     }
 
-    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        let mut shard = lock(self.shard(key));
-        if shard.len() >= SHARD_CAPACITY && !shard.contains_key(key) {
-            let now = Instant::now();
-            shard.retain(|_, (expires, _)| *expires > now);
-            if shard.len() >= SHARD_CAPACITY {
-                shard.clear();
-            }
-        }
-        shard.insert(key.to_owned(), (Instant::now() + ttl, value.to_owned()));
+    async fn fill(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.store(key, value, ttl, false);
         Ok(())
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        lock(self.shard(key)).remove(key);
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.store(key, value, ttl, true);
         Ok(())
     }
 
@@ -114,7 +134,7 @@ pub struct RedisCache {
     client: fred::prelude::Client,
     prefix: String,
     channel: String,
-    near: Arc<InProcessCache>,
+    near: Arc<NearCache>,
     _subscriber: fred::clients::SubscriberClient,
 }
 
@@ -147,7 +167,7 @@ impl RedisCache {
             .map_err(|e| StoreError::Cache(format!("cannot connect to Redis: {e}")))?;
 
         let channel = format!("{prefix}cache-invalidate");
-        let near = Arc::new(InProcessCache::default());
+        let near = Arc::new(NearCache::default());
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
         let listener = Arc::clone(&near);
@@ -156,9 +176,7 @@ impl RedisCache {
                 tokio::select! {
                     message = messages.recv() => match message {
                         Ok(message) => match message.value.as_string() {
-                            Some(key) => {
-                                let _ = listener.delete(&key).await;
-                            }
+                            Some(key) => listener.forget(&key),
                             None => listener.clear(),
                         },
                         // Missed messages: forget everything rather than serve stale entries.
@@ -210,17 +228,55 @@ fn redis_error(e: fred::error::Error) -> StoreError {
     StoreError::Cache(e.to_string())
 }
 
+/// The per-instance copies of Redis entries. `generation` moves on every invalidation, so
+/// that a Redis answer fetched while an invalidation arrived is not kept (it may predate it).
+#[derive(Default)]
+struct NearCache {
+    entries: InProcessCache,
+    generation: AtomicU64,
+}
+
+impl NearCache {
+    fn forget(&self, key: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.forget(key);
+    }
+
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+    }
+}
+
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        if let Some(value) = self.near.get(key).await? {
+        if let Some(value) = self.near.entries.get(key).await? {
             return Ok(Some(value));
         }
+        let generation = self.near.generation.load(Ordering::SeqCst);
         let value: Option<String> = self.client.get(self.key(key)).await.map_err(redis_error)?;
-        if let Some(value) = &value {
-            self.near.set(key, value, NEAR_TTL).await?;
+        if let Some(value) = &value
+            && self.near.generation.load(Ordering::SeqCst) == generation
+        {
+            self.near.entries.fill(key, value, NEAR_TTL).await?;
         }
         Ok(value)
+    }
+
+    async fn fill(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.client
+            .set::<Option<String>, _, _>(
+                self.key(key),
+                value,
+                Some(Expiration::PX(millis)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map(|_| ())
+            .map_err(redis_error)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -236,16 +292,7 @@ impl Cache for RedisCache {
             .await
             .map_err(redis_error)?;
         // This instance forgets its copy now; the others when the broadcast arrives.
-        self.near.delete(key).await?;
-        self.broadcast_change(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .del::<i64, _>(self.key(key))
-            .await
-            .map_err(redis_error)?;
-        self.near.delete(key).await?;
+        self.near.forget(key);
         self.broadcast_change(key).await
     }
 
@@ -259,15 +306,37 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn in_process_entries_expire_and_delete() {
+    async fn in_process_entries_expire() {
         let cache = InProcessCache::default();
         cache.set("a", "1", Duration::from_secs(60)).await.unwrap();
         cache.set("b", "2", Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(cache.get("a").await.unwrap().as_deref(), Some("1"));
         assert_eq!(cache.get("b").await.unwrap(), None);
-        cache.delete("a").await.unwrap();
-        assert_eq!(cache.get("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_fill_never_replaces_a_change() {
+        let cache = InProcessCache::default();
+        cache
+            .set("k", "revoked", Duration::from_secs(60))
+            .await
+            .unwrap();
+        cache
+            .fill("k", "live", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("revoked"));
+        cache
+            .fill("new", "live", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(cache.get("new").await.unwrap().as_deref(), Some("live"));
+        cache
+            .set("new", "revoked", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(cache.get("new").await.unwrap().as_deref(), Some("revoked"));
     }
 
     #[tokio::test]

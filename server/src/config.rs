@@ -365,7 +365,7 @@ impl Config {
             verification_ttl: r.duration("NAMASKAH_VERIFICATION_TTL", "15m")?,
             access_token_ttl,
             refresh_token_ttl,
-            shutdown_timeout: r.duration("NAMASKAH_SHUTDOWN_TIMEOUT", "30s")?,
+            shutdown_timeout: r.duration("NAMASKAH_SHUTDOWN_TIMEOUT", "8s")?,
             public_url: r.url("NAMASKAH_PUBLIC_URL", "http://localhost:8080")?,
             mail,
             mail_from: r

@@ -251,6 +251,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::Database(sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_))
+                | StoreError::Cache(_)
         )
     }
 }

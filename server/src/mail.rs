@@ -115,21 +115,43 @@ pub fn from_config(config: &MailConfig, from: &str) -> Result<Arc<dyn Mailer>, M
     })
 }
 
-/// Sends in the background, so that a slow mail server never slows a request down (and
-/// response times do not reveal whether an address has an account). Failures are logged;
-/// the user can ask for the mail again.
-pub fn send_in_background(mailer: &Arc<dyn Mailer>, mail: Mail) {
-    let mailer = Arc::clone(mailer);
-    tokio::spawn(async move {
-        for attempt in 1..=3u32 {
-            match mailer.send(&mail).await {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::warn!(%error, attempt, subject = %mail.subject, "mail not sent");
-                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+/// Sends mail in the background, so that a slow mail server never slows a request down (and
+/// response times do not reveal whether an address has an account). Failures are retried
+/// three times, then logged; the user can ask for the mail again. On shutdown the server
+/// waits (within its deadline) for the mail still being sent.
+#[derive(Clone)]
+pub struct Outbox {
+    mailer: Arc<dyn Mailer>,
+    sending: tokio_util::task::TaskTracker,
+}
+
+impl Outbox {
+    pub fn new(mailer: Arc<dyn Mailer>) -> Self {
+        Self {
+            mailer,
+            sending: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    pub fn send(&self, mail: Mail) {
+        let mailer = Arc::clone(&self.mailer);
+        self.sending.spawn(async move {
+            for attempt in 1..=3u32 {
+                match mailer.send(&mail).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(%error, attempt, subject = %mail.subject, "mail not sent");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                    }
                 }
             }
-        }
-        tracing::error!(subject = %mail.subject, "mail dropped after 3 attempts");
-    });
+            tracing::error!(subject = %mail.subject, "mail dropped after 3 attempts");
+        });
+    }
+
+    /// Waits until the mail being sent has gone (or failed for good).
+    pub async fn drain(&self) {
+        self.sending.close();
+        self.sending.wait().await;
+    }
 }

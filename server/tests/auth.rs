@@ -535,3 +535,80 @@ async fn password_reset_changes_the_password_and_ends_sessions() {
         .await
         .expect("new password");
 }
+
+#[tokio::test]
+async fn api_keys_cannot_change_how_the_account_is_protected() {
+    let app = spawn_app().await;
+    let (_, token) = app.signed_in().await;
+    let secret = app
+        .auth()
+        .create_api_key(bearer(
+            pb::CreateApiKeyRequest {
+                display_name: "integration".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("create with a session")
+        .into_inner()
+        .secret;
+    let mut auth = app.auth();
+    let refused = [
+        auth.create_api_key(with_key(
+            pb::CreateApiKeyRequest {
+                display_name: "another".into(),
+            },
+            &secret,
+        ))
+        .await
+        .expect_err("a key minting keys"),
+        auth.setup_two_factor(with_key(pb::SetupTwoFactorRequest {}, &secret))
+            .await
+            .expect_err("a key setting up 2FA"),
+        auth.confirm_two_factor(with_key(
+            pb::ConfirmTwoFactorRequest {
+                code: "123456".into(),
+            },
+            &secret,
+        ))
+        .await
+        .expect_err("a key confirming 2FA"),
+        auth.disable_two_factor(with_key(
+            pb::DisableTwoFactorRequest {
+                password: PASSWORD.into(),
+                code: "123456".into(),
+            },
+            &secret,
+        ))
+        .await
+        .expect_err("a key disabling 2FA"),
+    ];
+    for status in &refused {
+        assert_error(status, Code::PermissionDenied, "SESSION_REQUIRED");
+    }
+    let keys = auth
+        .list_api_keys(with_key(pb::ListApiKeysRequest::default(), &secret))
+        .await
+        .expect("a key may list keys")
+        .into_inner();
+    assert_eq!(keys.api_keys.len(), 1, "no key was minted by a key");
+}
+
+#[tokio::test]
+async fn public_rpcs_ignore_stale_credentials() {
+    let app = spawn_app().await;
+    let email = app.register().await;
+    let tokens = app.login(&email).await;
+    // The web app sends its old (here: unusable) access token along with the refresh.
+    let refreshed = app
+        .auth()
+        .refresh_token(bearer(
+            pb::RefreshTokenRequest {
+                refresh_token: tokens.refresh_token,
+            },
+            "an.expired.token",
+        ))
+        .await
+        .expect("refresh with a stale access token attached");
+    assert!(refreshed.into_inner().tokens.is_some());
+}

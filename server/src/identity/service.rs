@@ -18,7 +18,7 @@ use super::entities::{api_keys, mail_tokens, refresh_tokens, sessions, users};
 use super::repo::{self, MailTokenUse, UserInsert};
 use crate::cache::Cache;
 use crate::error::{ApiError, StoreError, Violations};
-use crate::mail::{self, Mail, Mailer};
+use crate::mail::{Mail, Outbox};
 
 const VERIFY_EMAIL: &str = "verify_email";
 const RESET_PASSWORD: &str = "reset_password";
@@ -27,6 +27,11 @@ const RESET_PASSWORD_TTL: Duration = Duration::from_secs(3600);
 /// How long an authentication decision (key → account, session → live) is cached. Every
 /// change (revocation, logout) overwrites the entry at once, so this only bounds memory.
 const AUTH_CACHE_TTL: Duration = Duration::from_secs(300);
+/// How long profiles are cached; every change also marks them stale at once.
+const PROFILE_CACHE_TTL: Duration = Duration::from_secs(60);
+/// How long a stale-profile tombstone stands (readers go to the database meanwhile).
+const PROFILE_TOMBSTONE_TTL: Duration = Duration::from_secs(10);
+const STALE: &str = "stale";
 const API_KEY_PAGE_DEFAULT: u64 = 50;
 const API_KEY_PAGE_MAX: u64 = 100;
 
@@ -120,7 +125,7 @@ impl KeyUsage {
 pub struct Identity {
     db: DatabaseConnection,
     cache: Arc<dyn Cache>,
-    mailer: Arc<dyn Mailer>,
+    outbox: Outbox,
     signer: domain::TokenSigner,
     settings: IdentitySettings,
     key_usage: KeyUsage,
@@ -181,7 +186,7 @@ impl Identity {
     pub fn new(
         db: DatabaseConnection,
         cache: Arc<dyn Cache>,
-        mailer: Arc<dyn Mailer>,
+        outbox: Outbox,
         settings: IdentitySettings,
     ) -> Result<Self, ApiError> {
         let decoy_hash = hash_password_blocking(&domain::random_token())?;
@@ -189,7 +194,7 @@ impl Identity {
         Ok(Self {
             db,
             cache,
-            mailer,
+            outbox,
             signer: domain::TokenSigner::new(&settings.jwt_secret),
             settings,
             key_usage: KeyUsage::default(),
@@ -220,22 +225,27 @@ impl Identity {
         .map_err(join_error)?
     }
 
+    /// Marks a cached profile out of date (a tombstone, so that a reader that fetched the old
+    /// row just before the change cannot put it back).
     async fn forget_user(&self, id: Uuid) {
-        if let Err(error) = self.cache.delete(&user_key(id)).await {
-            tracing::warn!(%error, "could not drop a cached profile");
+        if let Err(error) = self
+            .cache
+            .set(&user_key(id), STALE, PROFILE_TOMBSTONE_TTL)
+            .await
+        {
+            tracing::error!(%error, user_id = %id, "could not mark a cached profile stale");
         }
     }
 
-    async fn mark_sessions_revoked(&self, ids: &[Uuid]) {
+    /// Records revoked sessions in the shared cache, so every instance refuses their access
+    /// tokens from the next call.
+    async fn mark_sessions_revoked(&self, ids: &[Uuid]) -> Result<(), ApiError> {
         for id in ids {
-            if let Err(error) = self
-                .cache
+            self.cache
                 .set(&session_key(*id), "revoked", AUTH_CACHE_TTL)
-                .await
-            {
-                tracing::warn!(%error, "could not mark a session revoked in the cache");
-            }
+                .await?;
         }
+        Ok(())
     }
 
     async fn load_user(&self, id: Uuid) -> Result<users::Model, ApiError> {
@@ -274,14 +284,11 @@ impl Identity {
                 ),
             ),
         };
-        mail::send_in_background(
-            &self.mailer,
-            Mail {
-                to: user.email.clone(),
-                subject: subject.to_owned(),
-                text,
-            },
-        );
+        self.outbox.send(Mail {
+            to: user.email.clone(),
+            subject: subject.to_owned(),
+            text,
+        });
     }
 
     pub async fn register(
@@ -451,7 +458,11 @@ impl Identity {
         let user = repo::save_user(&txn, model).await?;
         let revoked = repo::revoke_all_sessions(&txn, user.id, "password_reset", now).await?;
         txn.commit().await?;
-        self.mark_sessions_revoked(&revoked).await;
+        // The password is changed: a cache failure must not make the caller retry a spent
+        // token, so it is logged (the cached session states expire within minutes).
+        if let Err(error) = self.mark_sessions_revoked(&revoked).await {
+            tracing::error!(%error, user_id = %user.id, "sessions ended by a password reset are still cached as live");
+        }
         tracing::info!(user_id = %user.id, sessions = revoked.len(), "password reset");
         Ok(())
     }
@@ -627,7 +638,7 @@ impl Identity {
             txn.rollback().await?;
             // A spent token came back: someone else may hold the family. End it all.
             repo::revoke_session(&self.db, session.id, "refresh_token_reused", now).await?;
-            self.mark_sessions_revoked(&[session.id]).await;
+            self.mark_sessions_revoked(&[session.id]).await?;
             tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused; session revoked");
             return Err(ApiError::unauthenticated(
                 "TOKEN_REUSED",
@@ -702,25 +713,24 @@ impl Identity {
         } else {
             Vec::new()
         };
-        self.mark_sessions_revoked(&revoked).await;
-        Ok(())
+        self.mark_sessions_revoked(&revoked).await
     }
 
     pub async fn me(&self, principal: &Principal) -> Result<UserProfile, ApiError> {
         let key = user_key(principal.user_id);
         match self.cache.get(&key).await {
-            Ok(Some(json)) => {
+            Ok(Some(json)) if json != STALE => {
                 if let Ok(profile) = serde_json::from_str::<UserProfile>(&json) {
                     return Ok(profile);
                 }
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(error) => tracing::warn!(%error, "profile cache unavailable"),
         }
         let user = self.load_user(principal.user_id).await?;
         let profile = UserProfile::from(&user);
         if let Ok(json) = serde_json::to_string(&profile)
-            && let Err(error) = self.cache.set(&key, &json, AUTH_CACHE_TTL).await
+            && let Err(error) = self.cache.fill(&key, &json, PROFILE_CACHE_TTL).await
         {
             tracing::warn!(%error, "profile cache unavailable");
         }
@@ -732,6 +742,7 @@ impl Identity {
         principal: &Principal,
         display_name: &str,
     ) -> Result<(api_keys::Model, String), ApiError> {
+        require_session(principal)?;
         let mut violations = Violations::default();
         let display_name = display_name.trim();
         require_text(
@@ -799,17 +810,12 @@ impl Identity {
             .ok_or_else(not_found)?;
         if key.revoked_at.is_none() {
             repo::revoke_api_key(&self.db, key.id, Utc::now()).await?;
-            if let Err(error) = self
-                .cache
-                .set(&api_key_key(&key.key_hash), "revoked", AUTH_CACHE_TTL)
-                .await
-            {
-                // The database says revoked; a stale cache entry would let the key work until
-                // it expires, so this is worth an error in the logs.
-                tracing::error!(%error, key_id = %key.id, "revoked key still cached");
-            }
             tracing::info!(user_id = %principal.user_id, key_id = %key.id, "API key revoked");
         }
+        // Written on every call, so that a retry after a cache failure completes the job.
+        self.cache
+            .set(&api_key_key(&key.key_hash), "revoked", AUTH_CACHE_TTL)
+            .await?;
         repo::api_key_of_user(&self.db, principal.user_id, id)
             .await?
             .ok_or_else(not_found)
@@ -819,6 +825,7 @@ impl Identity {
         &self,
         principal: &Principal,
     ) -> Result<TwoFactorSetup, ApiError> {
+        require_session(principal)?;
         let user = self.load_user(principal.user_id).await?;
         if user.totp_enabled {
             return Err(ApiError::failed_precondition(
@@ -860,6 +867,7 @@ impl Identity {
         principal: &Principal,
         code: &str,
     ) -> Result<UserProfile, ApiError> {
+        require_session(principal)?;
         let code = code.trim();
         if !domain::is_totp_shape(code) {
             return Err(ApiError::invalid(
@@ -909,6 +917,7 @@ impl Identity {
         password: &str,
         code: &str,
     ) -> Result<UserProfile, ApiError> {
+        require_session(principal)?;
         let mut violations = Violations::default();
         require_text(
             &mut violations,
@@ -974,7 +983,7 @@ impl Identity {
     }
 
     async fn remember(&self, key: &str, value: &str) {
-        if let Err(error) = self.cache.set(key, value, AUTH_CACHE_TTL).await {
+        if let Err(error) = self.cache.fill(key, value, AUTH_CACHE_TTL).await {
             tracing::warn!(%error, "authentication cache unavailable");
         }
     }
@@ -990,7 +999,9 @@ impl Identity {
             Some(entry) => entry,
             None => {
                 let entry = match repo::api_key_by_hash(&self.db, &hash).await? {
-                    None => "invalid".to_owned(),
+                    // Unknown keys are not cached: guessing costs an indexed look-up, and
+                    // must not fill the shared cache.
+                    None => return Err(invalid()),
                     Some(k) if k.revoked_at.is_some() => "revoked".to_owned(),
                     Some(k) => format!("{}:{}", k.user_id, k.id),
                 };
@@ -999,7 +1010,6 @@ impl Identity {
             }
         };
         match entry.as_str() {
-            "invalid" => Err(invalid()),
             "revoked" => Err(ApiError::unauthenticated(
                 "API_KEY_REVOKED",
                 "this API key has been revoked",
@@ -1097,6 +1107,18 @@ async fn issue_mail_token(
     )
     .await?;
     Ok(token)
+}
+
+/// Changing how an account is protected (API keys, 2FA) needs a password login: a leaked
+/// API key must not be able to mint more keys or lock the owner out.
+fn require_session(principal: &Principal) -> Result<(), ApiError> {
+    match principal.credential {
+        Credential::Session { .. } => Ok(()),
+        Credential::ApiKey { .. } => Err(ApiError::permission_denied(
+            "SESSION_REQUIRED",
+            "this needs a signed-in session (an access token from Login); API keys cannot do it",
+        )),
+    }
 }
 
 fn email_taken() -> ApiError {
