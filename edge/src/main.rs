@@ -52,7 +52,7 @@ async fn run() -> anyhow::Result<()> {
     let upstream = upstream_channel(settings.upstream.clone());
     let (stopping_tx, stopping) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        namaskah_edge::shutdown_signal().await;
         tracing::info!("shutting down: no new connections, finishing open ones");
         let _ = stopping_tx.send(true);
     });
@@ -76,32 +76,4 @@ async fn run() -> anyhow::Result<()> {
 /// Resolves once the shutdown flag is set (or its sender is gone).
 async fn stopped(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|stopping| *stopping).await;
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

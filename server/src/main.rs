@@ -2,7 +2,7 @@
 //! process. `namaskah-server migrate` applies the database migrations and exits.
 use std::process::ExitCode;
 
-use namaskah_server::{Application, Config, app, store, telemetry};
+use namaskah_server::{Application, Config, store, telemetry};
 
 const USAGE: &str = "usage: namaskah-server [serve | migrate | help]
 
@@ -78,7 +78,7 @@ async fn run() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let application = Application::build(config).await?;
-    application.run(app::shutdown_signal()).await
+    application.run(namaskah_edge::shutdown_signal()).await
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

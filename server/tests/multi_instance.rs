@@ -25,6 +25,30 @@ where
     panic!("{what} did not reach the other instance");
 }
 
+/// Polls GetMe on `instance` with `credentials` until it is refused, which must then be
+/// `UNAUTHENTICATED` with `reason`.
+async fn eventually_refused(
+    what: &str,
+    instance: &TestApp,
+    credentials: impl Fn() -> tonic::Request<pb::GetMeRequest>,
+    reason: &str,
+) {
+    eventually(what, || {
+        let mut auth = instance.auth();
+        let request = credentials();
+        async move {
+            match auth.get_me(request).await {
+                Err(status) => {
+                    assert_error(&status, Code::Unauthenticated, reason);
+                    true
+                }
+                Ok(_) => false,
+            }
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
     let a = spawn_app().await;
@@ -61,20 +85,12 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
         ))
         .await
         .expect("revoke on A");
-    let secret = created.secret.clone();
-    eventually("the revocation", || {
-        let mut auth = b.auth();
-        let secret = secret.clone();
-        async move {
-            match auth.get_me(with_key(pb::GetMeRequest {}, &secret)).await {
-                Err(status) => {
-                    assert_error(&status, Code::Unauthenticated, "API_KEY_REVOKED");
-                    true
-                }
-                Ok(_) => false,
-            }
-        }
-    })
+    eventually_refused(
+        "the revocation",
+        &b,
+        || with_key(pb::GetMeRequest {}, &created.secret),
+        "API_KEY_REVOKED",
+    )
     .await;
 }
 
@@ -110,20 +126,12 @@ async fn a_logout_on_one_instance_ends_the_session_on_the_other() {
         ))
         .await
         .expect("logout on A");
-    let access = refreshed.access_token.clone();
-    eventually("the logout", || {
-        let mut auth = b.auth();
-        let access = access.clone();
-        async move {
-            match auth.get_me(bearer(pb::GetMeRequest {}, &access)).await {
-                Err(status) => {
-                    assert_error(&status, Code::Unauthenticated, "SESSION_REVOKED");
-                    true
-                }
-                Ok(_) => false,
-            }
-        }
-    })
+    eventually_refused(
+        "the logout",
+        &b,
+        || bearer(pb::GetMeRequest {}, &refreshed.access_token),
+        "SESSION_REVOKED",
+    )
     .await;
 }
 
