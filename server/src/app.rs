@@ -137,7 +137,7 @@ impl Application {
             grpc,
             edge,
         } = self;
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let (mut health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<AuthServiceServer<AuthApi>>()
             .await;
@@ -242,6 +242,14 @@ impl Application {
             .set_not_serving::<AuthServiceServer<AuthApi>>()
             .await;
         let _ = stop_tx.send(true);
+        // Health watchers (load balancers) have seen NOT_SERVING; ending their streams lets
+        // the connections close instead of holding the drain until the deadline.
+        for service in [
+            "",
+            <AuthServiceServer<AuthApi> as tonic::server::NamedService>::NAME,
+        ] {
+            health_reporter.clear_service_status(service).await;
+        }
         state.identity.flush_key_usage().await;
         let drained = tokio::time::timeout(config.shutdown_timeout, async {
             while let Some(result) = tasks.join_next().await {

@@ -266,3 +266,26 @@ async fn the_in_process_edge_serves_grpc_web() {
         .expect_err("no credentials over grpc-web either");
     assert_error(&status, Code::Unauthenticated, "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn shutdown_tells_health_watchers_and_ends_their_streams() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("a status").expect("not ended");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let stopping = tokio::spawn(app.shutdown());
+    let second = watch.message().await.expect("a status").expect("not ended");
+    assert_eq!(second.status(), ServingStatus::NotServing);
+    // The stream then ends cleanly. (Bounded: without the fix it would stay open for ever,
+    // since in a test the runtime outlives the aborted server.)
+    let end = tokio::time::timeout(std::time::Duration::from_secs(30), watch.message())
+        .await
+        .expect("the watch stream ends instead of staying open");
+    assert!(end.expect("a clean end").is_none(), "the watch stream ends");
+    stopping.await.unwrap().expect("clean shutdown");
+}
