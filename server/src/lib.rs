@@ -15,6 +15,7 @@ pub mod paging;
 pub mod pending;
 pub mod store;
 pub mod telemetry;
+pub mod wallet;
 
 pub use app::Application;
 pub use config::Config;

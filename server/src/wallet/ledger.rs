@@ -1,0 +1,388 @@
+//! The ledger's storage and the operations other rooms call: hold, capture, release, credit,
+//! debit and adjust. Each takes the caller's transaction, so the money moves in the same
+//! database transaction as the business row it belongs to, and each is idempotent on its
+//! business key: the unique index on `journal_entries.business_key` refuses a second copy.
+//!
+//! Capturing and releasing a hold share one key (`settle:{reference}`), so exactly one of
+//! them can ever happen to a hold, whatever races.
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::domain::{
+    self, AccountKind, AccountRef, CURRENCY, EntryKind, LedgerError, Posting, check_balanced,
+};
+use super::entities::{journal_entries, journal_lines, ledger_accounts};
+
+/// What a posting call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// The entry was written now.
+    Now(Uuid),
+    /// An entry with this business key already existed; nothing was written.
+    Already(Uuid),
+}
+
+impl Posted {
+    pub fn entry_id(self) -> Uuid {
+        match self {
+            Posted::Now(id) | Posted::Already(id) => id,
+        }
+    }
+}
+
+/// What settling a hold did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// This call captured or released it.
+    Now,
+    /// It had already been settled the same way.
+    Already,
+    /// It had already been settled the other way (captured when asked to release, or the
+    /// reverse); nothing was written.
+    OtherWay(EntryKind),
+}
+
+/// Finds or creates an account; returns its id.
+async fn account_id(conn: &impl ConnectionTrait, account: AccountRef) -> Result<Uuid, LedgerError> {
+    let code = account.code();
+    if let Some(id) = find_account(conn, &code).await? {
+        return Ok(id);
+    }
+    let now = Utc::now();
+    let row = ledger_accounts::Model {
+        id: Uuid::now_v7(),
+        code: code.clone(),
+        kind: account.kind.as_str().to_owned(),
+        owner_id: account.owner,
+        currency: CURRENCY.to_owned(),
+        balance: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    // Two first movements of one wallet may race to create it: the loser reads the winner's.
+    ledger_accounts::Entity::insert(row.into_active_model())
+        .on_conflict(
+            OnConflict::column(ledger_accounts::Column::Code)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    find_account(conn, &code)
+        .await?
+        .ok_or_else(|| LedgerError::Store(crate::error::StoreError::Corrupt(code)))
+}
+
+async fn find_account(
+    conn: &impl ConnectionTrait,
+    code: &str,
+) -> Result<Option<Uuid>, LedgerError> {
+    Ok(ledger_accounts::Entity::find()
+        .select_only()
+        .column(ledger_accounts::Column::Id)
+        .filter(ledger_accounts::Column::Code.eq(code))
+        .into_tuple()
+        .one(conn)
+        .await?)
+}
+
+/// Writes one balanced entry under `business_key`, or nothing if the key exists.
+pub async fn post(
+    txn: &DatabaseTransaction,
+    business_key: &str,
+    kind: EntryKind,
+    user: Option<Uuid>,
+    reference: &str,
+    memo: &str,
+    postings: &[Posting],
+) -> Result<Posted, LedgerError> {
+    check_balanced(postings)?;
+    let now = Utc::now();
+    let entry_id = Uuid::now_v7();
+    let inserted = journal_entries::Entity::insert(
+        journal_entries::Model {
+            id: entry_id,
+            business_key: business_key.to_owned(),
+            kind: kind.as_str().to_owned(),
+            user_id: user,
+            reference: reference.to_owned(),
+            memo: memo.chars().take(500).collect(),
+            created_at: now,
+        }
+        .into_active_model(),
+    )
+    .on_conflict(
+        OnConflict::column(journal_entries::Column::BusinessKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    if inserted == 0 {
+        let existing = entry_by_key(txn, business_key).await?.ok_or_else(|| {
+            LedgerError::Store(crate::error::StoreError::Corrupt(business_key.to_owned()))
+        })?;
+        return Ok(Posted::Already(existing.id));
+    }
+
+    // Resolve accounts, then touch them in id order: concurrent entries lock rows in the
+    // same order and cannot deadlock.
+    let mut lines = Vec::with_capacity(postings.len());
+    for posting in postings {
+        lines.push((account_id(txn, posting.account).await?, *posting));
+    }
+    lines.sort_by_key(|(id, _)| *id);
+    for (account, posting) in lines {
+        let balance_after = if posting.account.kind.is_customer() {
+            // The condition keeps a customer's account at or above zero, whatever runs
+            // concurrently: the row lock serialises movements of one wallet.
+            let updated = ledger_accounts::Entity::update_many()
+                .col_expr(
+                    ledger_accounts::Column::Balance,
+                    Expr::col(ledger_accounts::Column::Balance).add(posting.amount),
+                )
+                .col_expr(ledger_accounts::Column::UpdatedAt, Expr::value(now))
+                .filter(ledger_accounts::Column::Id.eq(account))
+                .filter(
+                    Expr::col(ledger_accounts::Column::Balance)
+                        .add(posting.amount)
+                        .gte(0),
+                )
+                .exec(txn)
+                .await?;
+            if updated.rows_affected != 1 {
+                return Err(LedgerError::InsufficientFunds);
+            }
+            let balance: Option<i64> = ledger_accounts::Entity::find_by_id(account)
+                .select_only()
+                .column(ledger_accounts::Column::Balance)
+                .into_tuple()
+                .one(txn)
+                .await?;
+            balance
+        } else {
+            None
+        };
+        journal_lines::Entity::insert(
+            journal_lines::Model {
+                id: Uuid::now_v7(),
+                entry_id,
+                account_id: account,
+                amount: posting.amount,
+                balance_after,
+                created_at: now,
+            }
+            .into_active_model(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(Posted::Now(entry_id))
+}
+
+async fn entry_by_key(
+    conn: &impl ConnectionTrait,
+    business_key: &str,
+) -> Result<Option<journal_entries::Model>, LedgerError> {
+    Ok(journal_entries::Entity::find()
+        .filter(journal_entries::Column::BusinessKey.eq(business_key))
+        .one(conn)
+        .await?)
+}
+
+/// Holds `amount` from the user's wallet for `reference` (a verification):
+/// `INSUFFICIENT_FUNDS` if the wallet cannot afford it.
+pub async fn hold(
+    txn: &DatabaseTransaction,
+    user: Uuid,
+    amount: i64,
+    reference: &str,
+    memo: &str,
+) -> Result<Posted, LedgerError> {
+    domain::check_amount(amount)?;
+    post(
+        txn,
+        &format!("hold:{reference}"),
+        EntryKind::VerificationHold,
+        Some(user),
+        reference,
+        memo,
+        &domain::transfer(AccountRef::wallet(user), AccountRef::holds(user), amount),
+    )
+    .await
+}
+
+/// The user and amount of the hold placed for `reference`.
+async fn held(txn: &DatabaseTransaction, reference: &str) -> Result<(Uuid, i64), LedgerError> {
+    let entry = entry_by_key(txn, &format!("hold:{reference}"))
+        .await?
+        .ok_or(LedgerError::HoldNotFound)?;
+    let user = entry.user_id.ok_or(LedgerError::HoldNotFound)?;
+    let holds = account_id(txn, AccountRef::holds(user)).await?;
+    let amount: Option<i64> = journal_lines::Entity::find()
+        .select_only()
+        .column(journal_lines::Column::Amount)
+        .filter(journal_lines::Column::EntryId.eq(entry.id))
+        .filter(journal_lines::Column::AccountId.eq(holds))
+        .into_tuple()
+        .one(txn)
+        .await?;
+    Ok((user, amount.ok_or(LedgerError::HoldNotFound)?))
+}
+
+async fn settle(
+    txn: &DatabaseTransaction,
+    reference: &str,
+    kind: EntryKind,
+    memo: &str,
+) -> Result<Settled, LedgerError> {
+    let (user, amount) = held(txn, reference).await?;
+    let to = match kind {
+        EntryKind::VerificationCapture => AccountRef::platform(AccountKind::Revenue),
+        _ => AccountRef::wallet(user),
+    };
+    let key = format!("settle:{reference}");
+    match post(
+        txn,
+        &key,
+        kind,
+        Some(user),
+        reference,
+        memo,
+        &domain::transfer(AccountRef::holds(user), to, amount),
+    )
+    .await?
+    {
+        Posted::Now(_) => Ok(Settled::Now),
+        Posted::Already(_) => {
+            let existing = entry_by_key(txn, &key)
+                .await?
+                .and_then(|e| EntryKind::parse(&e.kind));
+            match existing {
+                Some(existing) if existing == kind => Ok(Settled::Already),
+                Some(other) => Ok(Settled::OtherWay(other)),
+                None => Err(LedgerError::Store(crate::error::StoreError::Corrupt(key))),
+            }
+        }
+    }
+}
+
+/// Makes a hold's charge final (an SMS arrived): holds → revenue.
+pub async fn capture(
+    txn: &DatabaseTransaction,
+    reference: &str,
+    memo: &str,
+) -> Result<Settled, LedgerError> {
+    settle(txn, reference, EntryKind::VerificationCapture, memo).await
+}
+
+/// Gives a hold back to the wallet (cancelled, expired, failed): holds → wallet.
+pub async fn release(
+    txn: &DatabaseTransaction,
+    reference: &str,
+    memo: &str,
+) -> Result<Settled, LedgerError> {
+    settle(txn, reference, EntryKind::VerificationRefund, memo).await
+}
+
+/// Money into a wallet (a confirmed top-up): gateway clearing → wallet.
+pub async fn credit(
+    txn: &DatabaseTransaction,
+    user: Uuid,
+    amount: i64,
+    business_key: &str,
+    reference: &str,
+    memo: &str,
+) -> Result<Posted, LedgerError> {
+    domain::check_amount(amount)?;
+    post(
+        txn,
+        business_key,
+        EntryKind::TopUp,
+        Some(user),
+        reference,
+        memo,
+        &domain::transfer(
+            AccountRef::platform(AccountKind::GatewayClearing),
+            AccountRef::wallet(user),
+            amount,
+        ),
+    )
+    .await
+}
+
+/// A charge from a wallet (a subscription fee, an overage charge): wallet → revenue.
+pub async fn debit(
+    txn: &DatabaseTransaction,
+    user: Uuid,
+    amount: i64,
+    kind: EntryKind,
+    business_key: &str,
+    reference: &str,
+    memo: &str,
+) -> Result<Posted, LedgerError> {
+    domain::check_amount(amount)?;
+    post(
+        txn,
+        business_key,
+        kind,
+        Some(user),
+        reference,
+        memo,
+        &domain::transfer(
+            AccountRef::wallet(user),
+            AccountRef::platform(AccountKind::Revenue),
+            amount,
+        ),
+    )
+    .await
+}
+
+/// An administrator's correction, positive or negative, with its reason.
+pub async fn adjust(
+    txn: &DatabaseTransaction,
+    user: Uuid,
+    amount: i64,
+    business_key: &str,
+    reason: &str,
+) -> Result<Posted, LedgerError> {
+    domain::check_signed_amount(amount)?;
+    post(
+        txn,
+        business_key,
+        EntryKind::Adjustment,
+        Some(user),
+        "",
+        reason,
+        &domain::transfer(
+            AccountRef::platform(AccountKind::Adjustments),
+            AccountRef::wallet(user),
+            amount,
+        ),
+    )
+    .await
+}
+
+/// A customer's spendable balance and the amount held for open verifications.
+pub async fn balances(conn: &impl ConnectionTrait, user: Uuid) -> Result<(i64, i64), LedgerError> {
+    let mut out = [0i64; 2];
+    for (slot, account) in [AccountRef::wallet(user), AccountRef::holds(user)]
+        .into_iter()
+        .enumerate()
+    {
+        let balance: Option<i64> = ledger_accounts::Entity::find()
+            .select_only()
+            .column(ledger_accounts::Column::Balance)
+            .filter(ledger_accounts::Column::Code.eq(account.code()))
+            .into_tuple()
+            .one(conn)
+            .await?;
+        out[slot] = balance.unwrap_or(0);
+    }
+    Ok((out[0], out[1]))
+}
