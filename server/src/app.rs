@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use namaskah_proto::v1::auth_service_server::AuthServiceServer;
+use namaskah_proto::v1::wallet_service_server::WalletServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::identity::grpc::AuthApi;
 use crate::identity::service::{Identity, IdentitySettings};
 use crate::telemetry::ProcessTimeLayer;
+use crate::wallet::grpc::WalletApi;
 use crate::{mail, pending, store};
 
 /// How often API-key last-use times are written.
@@ -159,7 +161,10 @@ impl Application {
             .add_service(auth)
             .add_service(pending::PendingCatalog)
             .add_service(pending::PendingVerification)
-            .add_service(pending::PendingWallet)
+            .add_service(
+                WalletServiceServer::new(WalletApi::new(state.db.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .add_service(pending::PendingSubscription)
             .add_service(pending::PendingAnalytics)
             .add_service(pending::PendingAdmin)

@@ -59,12 +59,6 @@ pending_service!(
     "verifications: numbers, codes and live streams"
 );
 pending_service!(
-    /// Wallet: ledger and top-ups.
-    PendingWallet,
-    "namaskah.v1.WalletService",
-    "the wallet: ledger and top-ups"
-);
-pending_service!(
     /// Plans and billing.
     PendingSubscription,
     "namaskah.v1.SubscriptionService",

@@ -179,17 +179,19 @@ async fn every_response_carries_process_time() {
 
 #[tokio::test]
 async fn rooms_not_landed_answer_unimplemented_naming_the_capability() {
-    use namaskah_proto::v1::wallet_service_client::WalletServiceClient;
+    use namaskah_proto::v1::verification_service_client::VerificationServiceClient;
     let app = spawn_app().await;
     let (_, token) = app.signed_in().await;
-    let status = WalletServiceClient::new(app.channel.clone())
-        .get_balance(bearer(pb::GetBalanceRequest::default(), &token))
+    let status = VerificationServiceClient::new(app.channel.clone())
+        .list_verifications(bearer(pb::ListVerificationsRequest::default(), &token))
         .await
-        .expect_err("wallet has not landed");
+        .expect_err("verifications have not landed");
     assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
     assert!(
-        status.message().contains("WalletService.GetBalance")
-            && status.message().contains("wallet"),
+        status
+            .message()
+            .contains("VerificationService.ListVerifications")
+            && status.message().contains("verifications"),
         "{}",
         status.message()
     );

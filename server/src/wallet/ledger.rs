@@ -9,7 +9,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
-    QuerySelect,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -385,4 +385,80 @@ pub async fn balances(conn: &impl ConnectionTrait, user: Uuid) -> Result<(i64, i
         out[slot] = balance.unwrap_or(0);
     }
     Ok((out[0], out[1]))
+}
+
+/// One movement of a customer's wallet: its line and the entry it belongs to.
+pub struct WalletMovement {
+    pub line: journal_lines::Model,
+    pub entry: journal_entries::Model,
+}
+
+/// When the wallet last moved, if it ever did.
+pub async fn wallet_updated_at(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+) -> Result<Option<chrono::DateTime<Utc>>, LedgerError> {
+    let account = ledger_accounts::Entity::find()
+        .filter(ledger_accounts::Column::Code.eq(AccountRef::wallet(user).code()))
+        .one(conn)
+        .await?;
+    Ok(account.map(|a| a.updated_at))
+}
+
+/// A page of a wallet's movements, newest first (line ids are UUIDv7), optionally of one
+/// kind; `before` is the last line id of the previous page. Fetches `limit + 1` so the
+/// caller knows whether another page follows.
+pub async fn wallet_movements(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+    kind: Option<EntryKind>,
+    before: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<WalletMovement>, LedgerError> {
+    let Some(wallet) = find_account(conn, &AccountRef::wallet(user).code()).await? else {
+        return Ok(Vec::new());
+    };
+    let mut query =
+        journal_lines::Entity::find().filter(journal_lines::Column::AccountId.eq(wallet));
+    if let Some(before) = before {
+        query = query.filter(journal_lines::Column::Id.lt(before));
+    }
+    if let Some(kind) = kind {
+        query = query.filter(
+            journal_lines::Column::EntryId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(journal_entries::Column::Id)
+                    .from(journal_entries::Entity)
+                    .and_where(journal_entries::Column::UserId.eq(user))
+                    .and_where(journal_entries::Column::Kind.eq(kind.as_str()))
+                    .to_owned(),
+            ),
+        );
+    }
+    let lines = query
+        .order_by_desc(journal_lines::Column::Id)
+        .limit(limit + 1)
+        .all(conn)
+        .await?;
+    let entry_ids: Vec<Uuid> = lines.iter().map(|l| l.entry_id).collect();
+    let mut entries: std::collections::HashMap<Uuid, journal_entries::Model> =
+        journal_entries::Entity::find()
+            .filter(journal_entries::Column::Id.is_in(entry_ids))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+    lines
+        .into_iter()
+        .map(|line| {
+            let entry = entries.remove(&line.entry_id).ok_or_else(|| {
+                LedgerError::Store(crate::error::StoreError::Corrupt(format!(
+                    "entry of line {}",
+                    line.id
+                )))
+            })?;
+            Ok(WalletMovement { line, entry })
+        })
+        .collect()
 }

@@ -2,4 +2,5 @@
 //! through the payment gateway and `WalletService`.
 pub mod domain;
 pub mod entities;
+pub mod grpc;
 pub mod ledger;

@@ -1,0 +1,166 @@
+//! `WalletService` handlers: decode, call the ledger, encode. Top-ups arrive with the
+//! payment gateway.
+use namaskah_proto::v1 as pb;
+use namaskah_proto::v1::wallet_service_server::WalletService;
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+use super::domain::{CURRENCY, EntryKind};
+use super::ledger::{self, WalletMovement};
+use crate::authn::caller;
+use crate::convert::timestamp;
+use crate::error::ApiError;
+
+const PAGE_DEFAULT: u64 = 50;
+const PAGE_MAX: u64 = 100;
+
+pub struct WalletApi {
+    db: DatabaseConnection,
+}
+
+impl WalletApi {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+fn money(minor_units: i64) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: CURRENCY.to_owned(),
+        minor_units,
+    })
+}
+
+fn transaction_kind(kind: EntryKind) -> pb::TransactionKind {
+    match kind {
+        EntryKind::TopUp => pb::TransactionKind::TopUp,
+        EntryKind::VerificationHold => pb::TransactionKind::VerificationHold,
+        EntryKind::VerificationRefund => pb::TransactionKind::VerificationRefund,
+        EntryKind::SubscriptionFee => pb::TransactionKind::SubscriptionFee,
+        EntryKind::OverageCharge => pb::TransactionKind::OverageCharge,
+        EntryKind::Adjustment => pb::TransactionKind::Adjustment,
+        // A capture moves held money to revenue: the wallet has no line for it.
+        EntryKind::VerificationCapture => pb::TransactionKind::Unspecified,
+    }
+}
+
+fn entry_kind(kind: pb::TransactionKind) -> Option<EntryKind> {
+    match kind {
+        pb::TransactionKind::Unspecified => None,
+        pb::TransactionKind::TopUp => Some(EntryKind::TopUp),
+        pb::TransactionKind::VerificationHold => Some(EntryKind::VerificationHold),
+        pb::TransactionKind::VerificationRefund => Some(EntryKind::VerificationRefund),
+        pb::TransactionKind::SubscriptionFee => Some(EntryKind::SubscriptionFee),
+        pb::TransactionKind::OverageCharge => Some(EntryKind::OverageCharge),
+        pb::TransactionKind::Adjustment => Some(EntryKind::Adjustment),
+    }
+}
+
+fn transaction(movement: WalletMovement) -> pb::Transaction {
+    let WalletMovement { line, entry } = movement;
+    let kind = EntryKind::parse(&entry.kind);
+    let (related_resource, description, reason) = match kind {
+        Some(EntryKind::VerificationHold | EntryKind::VerificationRefund) => (
+            format!("verifications/{}", entry.reference),
+            entry.memo,
+            String::new(),
+        ),
+        Some(EntryKind::TopUp) => (
+            format!("topUps/{}", entry.reference),
+            entry.memo,
+            String::new(),
+        ),
+        Some(EntryKind::Adjustment) => (String::new(), "Adjustment".to_owned(), entry.memo),
+        _ => (entry.reference, entry.memo, String::new()),
+    };
+    pb::Transaction {
+        name: format!("transactions/{}", line.id),
+        kind: kind.map_or(pb::TransactionKind::Unspecified, transaction_kind) as i32,
+        amount: money(line.amount),
+        balance_after: line.balance_after.and_then(money),
+        description,
+        related_resource,
+        reason,
+        create_time: Some(timestamp(line.created_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl WalletService for WalletApi {
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let user = caller(&request)?.user_id;
+        let (balance, held) = ledger::balances(&self.db, user)
+            .await
+            .map_err(ApiError::from)?;
+        let updated = ledger::wallet_updated_at(&self.db, user)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            balance: money(balance),
+            held: money(held),
+            update_time: updated.map(timestamp),
+        }))
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let user = caller(&request)?.user_id;
+        let r = request.get_ref();
+        let limit = match r.page_size {
+            0 => PAGE_DEFAULT,
+            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative").into()),
+            n => (n as u64).min(PAGE_MAX),
+        };
+        let kind = pb::TransactionKind::try_from(r.kind)
+            .map_err(|_| ApiError::invalid("kind", "is not a TransactionKind"))?;
+        // The filter is part of the token's scope: a token from another filter is refused.
+        let scope = format!("transactions-{}", kind.as_str_name());
+        let before = crate::paging::decode(&r.page_token, &scope)?;
+        let mut movements =
+            ledger::wallet_movements(&self.db, user, entry_kind(kind), before, limit)
+                .await
+                .map_err(ApiError::from)?;
+        let next_page_token = if movements.len() as u64 > limit {
+            movements.truncate(limit as usize);
+            movements
+                .last()
+                .map(|m| crate::paging::encode(m.line.id, &scope))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListTransactionsResponse {
+            transactions: movements.into_iter().map(transaction).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn create_top_up(
+        &self,
+        _request: Request<pb::CreateTopUpRequest>,
+    ) -> Result<Response<pb::CreateTopUpResponse>, Status> {
+        Err(ApiError::Unimplemented {
+            capability:
+                "namaskah.v1.WalletService.CreateTopUp (top-ups through the payment gateway)"
+                    .to_owned(),
+        }
+        .into())
+    }
+
+    async fn verify_top_up(
+        &self,
+        _request: Request<pb::VerifyTopUpRequest>,
+    ) -> Result<Response<pb::VerifyTopUpResponse>, Status> {
+        Err(ApiError::Unimplemented {
+            capability:
+                "namaskah.v1.WalletService.VerifyTopUp (top-ups through the payment gateway)"
+                    .to_owned(),
+        }
+        .into())
+    }
+}
