@@ -173,13 +173,17 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 #[tokio::test]
 async fn expired_access_tokens_are_refused() {
     let app = spawn_app_with(&[
-        ("NAMASKAH_ACCESS_TOKEN_TTL", "1s"),
+        ("NAMASKAH_ACCESS_TOKEN_TTL", "2s"),
         ("NAMASKAH_REFRESH_TOKEN_TTL", "1h"),
     ])
     .await;
     let email = app.register().await;
     let tokens = app.login(&email).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Past the advertised expiry (which the server rounds up to a whole second).
+    let expiry = tokens.access_token_expire_time.unwrap();
+    assert!(expiry.nanos == 0, "expiry on a whole second");
+    let wait = expiry.seconds - chrono::Utc::now().timestamp() + 1;
+    tokio::time::sleep(std::time::Duration::from_secs(wait.max(0) as u64)).await;
     let status = app
         .auth()
         .get_me(bearer(pb::GetMeRequest {}, &tokens.access_token))

@@ -32,8 +32,6 @@ const PROFILE_CACHE_TTL: Duration = Duration::from_secs(60);
 /// How long a stale-profile tombstone stands (readers go to the database meanwhile).
 const PROFILE_TOMBSTONE_TTL: Duration = Duration::from_secs(10);
 const STALE: &str = "stale";
-const API_KEY_PAGE_DEFAULT: u64 = 50;
-const API_KEY_PAGE_MAX: u64 = 100;
 
 /// An account as the API shows it (never secrets). Cached as JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +156,11 @@ fn invalid_credentials() -> ApiError {
 
 fn to_chrono(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+fn ceil_to_second(time: DateTime<Utc>) -> DateTime<Utc> {
+    let whole = time.timestamp() + i64::from(time.timestamp_subsec_nanos() > 0);
+    DateTime::from_timestamp(whole, 0).unwrap_or(time)
 }
 
 fn session_key(id: Uuid) -> String {
@@ -583,8 +586,12 @@ impl Identity {
             },
         )
         .await?;
-        let access_expires_at =
-            (now + to_chrono(self.settings.access_token_ttl)).min(session.expires_at);
+        // JWT `exp` is in whole seconds: round up, so that a token lives at least its TTL
+        // (truncating could leave a 1-second token valid for a few milliseconds), and
+        // advertise exactly the instant the server will stop accepting it.
+        let access_expires_at = ceil_to_second(
+            (now + to_chrono(self.settings.access_token_ttl)).min(session.expires_at),
+        );
         let access_token = self.signer.sign(&AccessClaims {
             sub: session.user_id,
             sid: session.id,
@@ -778,11 +785,7 @@ impl Identity {
         page_token: &str,
         show_revoked: bool,
     ) -> Result<(Vec<api_keys::Model>, String), ApiError> {
-        let limit = match page_size {
-            0 => API_KEY_PAGE_DEFAULT,
-            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative")),
-            n => (n as u64).min(API_KEY_PAGE_MAX),
-        };
+        let limit = crate::paging::page_size(page_size)?;
         let before = crate::paging::decode(page_token, "apikeys")?;
         let mut keys =
             repo::list_api_keys(&self.db, principal.user_id, before, show_revoked, limit).await?;
