@@ -5,6 +5,20 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// Page size when the request leaves `page_size` at 0.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Larger requests are served this many items (AIP-158: capped, not refused).
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// The number of items to return for a request's `page_size`.
+pub fn page_size(requested: i32) -> Result<u64, ApiError> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err(ApiError::invalid("page_size", "must not be negative")),
+        n => Ok((n as u64).min(MAX_PAGE_SIZE)),
+    }
+}
+
 /// An opaque page token: the last id of the page, tagged with the collection it belongs to
 /// (a token from one list is refused by another).
 pub fn encode(last_id: Uuid, collection: &str) -> String {
@@ -57,6 +71,14 @@ mod tests {
         assert!(decode(&token, "verifications").is_err());
         assert!(decode("garbage!", "apikeys").is_err());
         assert_eq!(decode("", "apikeys").unwrap(), None);
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(7).unwrap(), 7);
+        assert_eq!(page_size(10_000).unwrap(), MAX_PAGE_SIZE);
+        assert!(page_size(-1).is_err());
     }
 
     #[test]

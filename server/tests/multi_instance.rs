@@ -9,6 +9,17 @@ use common::*;
 use namaskah_proto::v1 as pb;
 use tonic::Code;
 
+/// Two instances of one deployment, or `None` (with a note) when no Redis is configured.
+async fn two_instances() -> Option<(TestApp, TestApp)> {
+    let a = spawn_app().await;
+    if !a.uses_redis() {
+        eprintln!("skipped: set TEST_REDIS_URL to run several instances on one Redis");
+        return None;
+    }
+    let b = a.spawn_peer().await;
+    Some((a, b))
+}
+
 /// Polls `check` until it returns true, for at most two seconds: invalidations travel over
 /// Redis pub/sub, so the other instance learns of them a moment later.
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -51,12 +62,9 @@ async fn eventually_refused(
 
 #[tokio::test]
 async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
-    let a = spawn_app().await;
-    if !a.uses_redis() {
-        eprintln!("skipped: set TEST_REDIS_URL to run several instances on one Redis");
+    let Some((a, b)) = two_instances().await else {
         return;
-    }
-    let b = a.spawn_peer().await;
+    };
     let (_, token) = a.signed_in().await;
     let created = a
         .auth()
@@ -96,12 +104,9 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
 
 #[tokio::test]
 async fn a_logout_on_one_instance_ends_the_session_on_the_other() {
-    let a = spawn_app().await;
-    if !a.uses_redis() {
-        eprintln!("skipped: set TEST_REDIS_URL to run several instances on one Redis");
+    let Some((a, b)) = two_instances().await else {
         return;
-    }
-    let b = a.spawn_peer().await;
+    };
     let email = a.register().await;
     let tokens = a.login(&email).await;
     b.auth()
@@ -137,12 +142,9 @@ async fn a_logout_on_one_instance_ends_the_session_on_the_other() {
 
 #[tokio::test]
 async fn a_profile_change_on_one_instance_shows_on_the_other() {
-    let a = spawn_app().await;
-    if !a.uses_redis() {
-        eprintln!("skipped: set TEST_REDIS_URL to run several instances on one Redis");
+    let Some((a, b)) = two_instances().await else {
         return;
-    }
-    let b = a.spawn_peer().await;
+    };
     let email = a.register().await;
     let access = a.login(&email).await.access_token;
     let me = b

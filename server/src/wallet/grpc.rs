@@ -11,9 +11,6 @@ use crate::authn::caller;
 use crate::convert::timestamp;
 use crate::error::ApiError;
 
-const PAGE_DEFAULT: u64 = 50;
-const PAGE_MAX: u64 = 100;
-
 pub struct WalletApi {
     db: DatabaseConnection,
 }
@@ -92,16 +89,13 @@ impl WalletService for WalletApi {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let user = caller(&request)?.user_id;
-        let (balance, held) = ledger::balances(&self.db, user)
-            .await
-            .map_err(ApiError::from)?;
-        let updated = ledger::wallet_updated_at(&self.db, user)
+        let summary = ledger::wallet_summary(&self.db, user)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::GetBalanceResponse {
-            balance: money(balance),
-            held: money(held),
-            update_time: updated.map(timestamp),
+            balance: money(summary.available),
+            held: money(summary.held),
+            update_time: summary.updated_at.map(timestamp),
         }))
     }
 
@@ -111,11 +105,7 @@ impl WalletService for WalletApi {
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
         let user = caller(&request)?.user_id;
         let r = request.get_ref();
-        let limit = match r.page_size {
-            0 => PAGE_DEFAULT,
-            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative").into()),
-            n => (n as u64).min(PAGE_MAX),
-        };
+        let limit = crate::paging::page_size(r.page_size)?;
         let kind = pb::TransactionKind::try_from(r.kind)
             .map_err(|_| ApiError::invalid("kind", "is not a TransactionKind"))?;
         // The filter is part of the token's scope: a token from another filter is refused.

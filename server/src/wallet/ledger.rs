@@ -368,41 +368,53 @@ pub async fn adjust(
     .await
 }
 
+/// A customer's wallet at a glance.
+pub struct WalletSummary {
+    /// What can be spent now.
+    pub available: i64,
+    /// What is held for open verifications.
+    pub held: i64,
+    /// When the spendable balance last changed; `None` if it never moved.
+    pub updated_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// Reads the customer's wallet and holds accounts in one query.
+pub async fn wallet_summary(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+) -> Result<WalletSummary, LedgerError> {
+    let wallet = AccountRef::wallet(user).code();
+    let holds = AccountRef::holds(user).code();
+    let accounts = ledger_accounts::Entity::find()
+        .filter(ledger_accounts::Column::Code.is_in([wallet.clone(), holds]))
+        .all(conn)
+        .await?;
+    let mut summary = WalletSummary {
+        available: 0,
+        held: 0,
+        updated_at: None,
+    };
+    for account in accounts {
+        if account.code == wallet {
+            summary.available = account.balance;
+            summary.updated_at = Some(account.updated_at);
+        } else {
+            summary.held = account.balance;
+        }
+    }
+    Ok(summary)
+}
+
 /// A customer's spendable balance and the amount held for open verifications.
 pub async fn balances(conn: &impl ConnectionTrait, user: Uuid) -> Result<(i64, i64), LedgerError> {
-    let mut out = [0i64; 2];
-    for (slot, account) in [AccountRef::wallet(user), AccountRef::holds(user)]
-        .into_iter()
-        .enumerate()
-    {
-        let balance: Option<i64> = ledger_accounts::Entity::find()
-            .select_only()
-            .column(ledger_accounts::Column::Balance)
-            .filter(ledger_accounts::Column::Code.eq(account.code()))
-            .into_tuple()
-            .one(conn)
-            .await?;
-        out[slot] = balance.unwrap_or(0);
-    }
-    Ok((out[0], out[1]))
+    let summary = wallet_summary(conn, user).await?;
+    Ok((summary.available, summary.held))
 }
 
 /// One movement of a customer's wallet: its line and the entry it belongs to.
 pub struct WalletMovement {
     pub line: journal_lines::Model,
     pub entry: journal_entries::Model,
-}
-
-/// When the wallet last moved, if it ever did.
-pub async fn wallet_updated_at(
-    conn: &impl ConnectionTrait,
-    user: Uuid,
-) -> Result<Option<chrono::DateTime<Utc>>, LedgerError> {
-    let account = ledger_accounts::Entity::find()
-        .filter(ledger_accounts::Column::Code.eq(AccountRef::wallet(user).code()))
-        .one(conn)
-        .await?;
-    Ok(account.map(|a| a.updated_at))
 }
 
 /// A page of a wallet's movements, newest first (line ids are UUIDv7), optionally of one
