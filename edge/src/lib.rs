@@ -7,8 +7,19 @@
 //! - native gRPC (`application/grpc…`) forwarded untouched: any `/package.Service/Method`,
 //!   its metadata (`authorization`, `x-api-key`, `grpc-timeout`, …) and the upstream's
 //!   headers and trailers (`x-process-time`, `grpc-status`, …) pass through;
-//! - plain HTTP: `GET /healthz`, and (later) the JSON routes of the `google.api.http`
-//!   annotations. Anything else is a 404 with a `{"code":5,"message":…}` body.
+//! - plain HTTP: `GET /healthz`, `POST /webhooks/{source}` (handed to the server's
+//!   `WebhookService` untouched, see [below](#webhooks)), and (later) the JSON
+//!   routes of the `google.api.http` annotations. Anything else is a 404 with a
+//!   `{"code":5,"message":…}` body.
+//!
+//! # Webhooks
+//!
+//! `POST /webhooks/paystack`, `/webhooks/textverified` and `/webhooks/sandbox` take no
+//! credentials (the sender's signature is checked by the server). The raw body (at most
+//! [`WEBHOOK_MAX_BODY_BYTES`]), every header, the query string and the caller's address go
+//! to `namaskah.v1.WebhookService/ReceiveWebhook`; the sender gets 200 `{"accepted":…}`,
+//! or 400/401/404/429 for the statuses that should not be retried as they are, and a 5xx
+//! (with `Retry-After` when the server gave one) for everything it should retry.
 //!
 //! Every call shares one [`Channel`], so all requests are multiplexed over a kept-alive
 //! HTTP/2 connection to the upstream.
@@ -29,13 +40,14 @@ mod limit;
 mod proxy;
 mod reply;
 mod upstream;
+mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -47,12 +59,18 @@ pub use config::{
     Settings,
 };
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, upstream_channel, upstream_endpoint};
+pub use webhook::WEBHOOK_MAX_BODY_BYTES;
 
 /// The largest request body the edge accepts unless told otherwise: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How long `/healthz` waits for the upstream's health check before answering 503.
 pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a webhook waits for `WebhookService/ReceiveWebhook` before its sender gets a 504
+/// (and retries later). Gateways give up on a webhook after some tens of seconds; answering
+/// before they do keeps their retry schedule ours.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The knobs of the edge itself (where it listens and what it forwards to are given
 /// separately, to [`serve_with`] or [`router`]).
@@ -64,6 +82,8 @@ pub struct EdgeOptions {
     pub max_body_bytes: usize,
     /// How long `GET /healthz` waits for `grpc.health.v1.Health/Check` before giving up.
     pub health_check_timeout: Duration,
+    /// How long `POST /webhooks/{source}` waits for the server before answering 504.
+    pub webhook_timeout: Duration,
 }
 
 impl Default for EdgeOptions {
@@ -71,6 +91,7 @@ impl Default for EdgeOptions {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             health_check_timeout: DEFAULT_HEALTH_CHECK_TIMEOUT,
+            webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
         }
     }
 }
@@ -86,9 +107,9 @@ pub(crate) struct Edge {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so `x-forwarded-for` can be set)
 /// or nested into a bigger router.
 ///
-/// Routing order: the explicit routes (`/healthz`; later the JSON transcoding routes,
-/// OpenAPI and webhooks) first, then the fallback, which forwards gRPC and grpc-web calls
-/// and answers 404 to everything else.
+/// Routing order: the explicit routes (`/healthz`, `/webhooks/{source}`; later the JSON
+/// transcoding routes and OpenAPI) first, then the fallback, which forwards gRPC and
+/// grpc-web calls and answers 404 to everything else.
 pub fn router(upstream: Channel, options: EdgeOptions) -> Router {
     let max_body_bytes = options.max_body_bytes;
     let edge = Edge { upstream, options };
@@ -96,11 +117,18 @@ pub fn router(upstream: Channel, options: EdgeOptions) -> Router {
         .route("/healthz", get(health::healthz))
         .method_not_allowed_fallback(reply::method_not_allowed)
         .fallback(proxy::fallback)
-        .with_state(edge)
         .layer(axum::middleware::from_fn_with_state(
             max_body_bytes,
             limit::enforce_body_limit,
         ))
+        // Added after the body limit layer on purpose, so that layer does not wrap it: the
+        // webhook route reads (and limits) its body itself, and answers in its own
+        // `{"error":…}` shape, the same for a 413 as for everything else it says.
+        .route(
+            "/webhooks/{source}",
+            post(webhook::receive).fallback(webhook::method_not_allowed),
+        )
+        .with_state(edge)
         // 5xx answers (a 503 from /healthz while the upstream restarts) are warnings, not
         // errors; per-request spans and events are at debug level.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))

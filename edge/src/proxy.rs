@@ -1,7 +1,7 @@
 //! Forwarding gRPC and grpc-web calls to the upstream, without per-RPC code.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -163,19 +163,26 @@ fn for_upstream(mut request: http::Request<tonic::body::Body>) -> http::Request<
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     headers.insert(TE, HeaderValue::from_static("trailers"));
-    if let Some(peer) = peer {
-        let mut chain: Vec<String> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .collect();
-        chain.push(peer.to_string());
-        if let Ok(value) = HeaderValue::from_str(&chain.join(", ")) {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
+    if let Some(peer) = peer
+        && let Ok(value) = HeaderValue::from_str(&forwarded_for(headers, peer))
+    {
+        headers.insert(X_FORWARDED_FOR, value);
     }
     request
+}
+
+/// The `x-forwarded-for` chain the upstream should see: whatever the caller sent, then the
+/// caller's own address. The edge trusts no proxy in front of it, so it only ever appends:
+/// the address it vouches for is the last one.
+pub(crate) fn forwarded_for(headers: &HeaderMap, peer: IpAddr) -> String {
+    let mut chain: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let peer = peer.to_string();
+    chain.push(&peer);
+    chain.join(", ")
 }
 
 /// Connection-specific headers belong to one hop; HTTP/2 forbids them outright.
