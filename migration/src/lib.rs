@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_identity;
 mod m20261126_000002_ledger;
+mod m20261126_000003_payments;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_identity::Migration),
             Box::new(m20261126_000002_ledger::Migration),
+            Box::new(m20261126_000003_payments::Migration),
         ]
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use namaskah_proto::v1::auth_service_server::AuthServiceServer;
+use namaskah_proto::v1::sandbox_service_server::SandboxServiceServer;
 use namaskah_proto::v1::wallet_service_server::WalletServiceServer;
+use namaskah_proto::v1::webhook_service_server::WebhookServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -19,6 +21,11 @@ use crate::cache::{Cache, InProcessCache, RedisCache};
 use crate::config::Config;
 use crate::identity::grpc::AuthApi;
 use crate::identity::service::{Identity, IdentitySettings};
+use crate::payments::gateway::Gateway;
+use crate::payments::grpc::{SandboxApi, WebhookApi};
+use crate::payments::paystack::Paystack;
+use crate::payments::sandbox::SandboxGateway;
+use crate::payments::service::Payments;
 use crate::telemetry::ProcessTimeLayer;
 use crate::wallet::grpc::WalletApi;
 use crate::{mail, pending, store};
@@ -35,6 +42,7 @@ pub struct AppState {
     pub outbox: mail::Outbox,
     pub cache: Arc<dyn Cache>,
     pub identity: Arc<Identity>,
+    pub payments: Arc<Payments>,
 }
 
 /// A built application with its listeners bound, ready to serve.
@@ -85,6 +93,30 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
 
+        let paystack = match &config.paystack {
+            Some(paystack) => Some(Arc::new(Paystack::new(
+                paystack.base_url.clone(),
+                paystack.secret_key.clone(),
+                config.gateway_timeout,
+            )?) as Arc<dyn Gateway>),
+            None => None,
+        };
+        let sandbox_gateway = config.sandbox.then(|| {
+            Arc::new(SandboxGateway::new(
+                db.clone(),
+                &config.jwt_secret,
+                &config.public_url,
+            ))
+        });
+        let payments = Arc::new(Payments::new(
+            db.clone(),
+            Arc::clone(&identity),
+            paystack,
+            sandbox_gateway,
+            config.gateway_rate.clone(),
+            config.public_url.clone(),
+        ));
+
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("cannot listen on NAMASKAH_GRPC_ADDR {}", config.grpc_addr))?;
@@ -108,6 +140,7 @@ impl Application {
                 outbox,
                 cache,
                 identity,
+                payments,
             },
             config,
             grpc,
@@ -162,15 +195,27 @@ impl Application {
             .add_service(pending::PendingCatalog)
             .add_service(pending::PendingVerification)
             .add_service(
-                WalletServiceServer::new(WalletApi::new(state.db.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                WalletServiceServer::new(WalletApi::new(
+                    state.db.clone(),
+                    Arc::clone(&state.payments),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(pending::PendingSubscription)
             .add_service(pending::PendingAnalytics)
             .add_service(pending::PendingAdmin)
             .add_service(pending::PendingTenant)
-            .add_service(pending::PendingSandbox)
-            .add_service(pending::PendingWebhook)
+            .add_service(
+                SandboxServiceServer::new(SandboxApi::new(
+                    Arc::clone(&state.payments),
+                    config.sandbox,
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
+            .add_service(
+                WebhookServiceServer::new(WebhookApi::new(Arc::clone(&state.payments)))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .prepare();
 
         // One shutdown signal, fanned out to every listener and job.
@@ -197,20 +242,34 @@ impl Application {
 
         if let Some(edge) = edge {
             let edge_addr = edge.local_addr()?;
-            // grpc-web for browsers on the edge port; JSON transcoding arrives with the edge.
-            let edge_server = Server::builder()
-                .accept_http1(true)
-                // Outermost, so that every answer (an authentication refusal too) is
-                // translated to grpc-web for the browser.
-                .layer(tonic_web::GrpcWebLayer::new())
-                .layer(layers)
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(edge),
-                    stopped(stop_rx.clone()),
-                );
-            tasks.spawn(async move { edge_server.await.context("edge server") });
-            tracing::info!(address = %edge_addr, "edge listening (grpc-web)");
+            // The same edge as the `namaskah-edge` binary (grpc-web, webhooks, /healthz),
+            // forwarding to this process's gRPC listener over loopback.
+            let local = match grpc_addr {
+                SocketAddr::V4(a) if a.ip().is_unspecified() => {
+                    SocketAddr::from(([127, 0, 0, 1], a.port()))
+                }
+                SocketAddr::V6(a) if a.ip().is_unspecified() => {
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+                }
+                other => other,
+            };
+            let upstream = namaskah_edge::upstream_channel(
+                format!("http://{local}")
+                    .parse()
+                    .context("the gRPC listener's address")?,
+            );
+            let edge_stop = stopped(stop_rx.clone());
+            tasks.spawn(async move {
+                namaskah_edge::serve_with(
+                    edge,
+                    upstream,
+                    namaskah_edge::EdgeOptions::default(),
+                    edge_stop,
+                )
+                .await
+                .context("edge server")
+            });
+            tracing::info!(address = %edge_addr, "edge listening (grpc-web, webhooks)");
         }
 
         let identity = Arc::clone(&state.identity);

@@ -111,6 +111,11 @@ pub struct Config {
     pub textverified: Option<TextVerifiedConfig>,
     pub fivesim: Option<FiveSimConfig>,
     pub paystack: Option<PaystackConfig>,
+    /// The gateway's currency and its rate against the wallet's (`NAMASKAH_GATEWAY_CURRENCY`,
+    /// `NAMASKAH_GATEWAY_RATE`).
+    pub gateway_rate: crate::payments::domain::Rate,
+    /// How long a call to the payment gateway may take.
+    pub gateway_timeout: Duration,
     pub sentry: SentryConfig,
 }
 
@@ -287,6 +292,23 @@ impl Config {
             }),
         };
 
+        let gateway_currency = r
+            .get("NAMASKAH_GATEWAY_CURRENCY")
+            .unwrap_or_else(|| "NGN".to_owned());
+        let gateway_rate = crate::payments::domain::Rate::parse(
+            &gateway_currency,
+            &r.get("NAMASKAH_GATEWAY_RATE")
+                .unwrap_or_else(|| "1500".to_owned()),
+        )
+        .map_err(|problem| {
+            let variable = if problem.contains("currency code") {
+                "NAMASKAH_GATEWAY_CURRENCY"
+            } else {
+                "NAMASKAH_GATEWAY_RATE"
+            };
+            bad(variable, problem)
+        })?;
+
         let real_provider = textverified.is_some() || fivesim.is_some();
         let sandbox = r.bool("NAMASKAH_SANDBOX")?.unwrap_or(!real_provider);
 
@@ -374,6 +396,8 @@ impl Config {
             textverified,
             fivesim,
             paystack,
+            gateway_rate,
+            gateway_timeout: r.duration("NAMASKAH_GATEWAY_TIMEOUT", "10s")?,
             sentry: SentryConfig {
                 dsn: r.get("SENTRY_DSN"),
                 environment: r

@@ -93,6 +93,12 @@ pub enum ApiError {
     },
     #[error("{capability} is not available yet")]
     Unimplemented { capability: String },
+    /// A feature switched off by configuration (`UNIMPLEMENTED` with its own reason).
+    #[error("{message}")]
+    Disabled {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{message}")]
     Unavailable {
         reason: &'static str,
@@ -197,6 +203,7 @@ impl ApiError {
                 "NOT_IMPLEMENTED",
                 format!("{capability} is not available yet"),
             ),
+            ApiError::Disabled { reason, message } => (Code::Unimplemented, reason, message),
             ApiError::Unavailable {
                 reason,
                 message,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod identity;
 pub mod mail;
 pub mod paging;
+pub mod payments;
 pub mod pending;
 pub mod store;
 pub mod telemetry;

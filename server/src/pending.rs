@@ -82,15 +82,3 @@ pending_service!(
     "namaskah.v1.TenantService",
     "white-label tenants"
 );
-pending_service!(
-    /// The sandbox's test hooks.
-    PendingSandbox,
-    "namaskah.v1.SandboxService",
-    "the sandbox provider and gateway"
-);
-pending_service!(
-    /// Webhook ingress.
-    PendingWebhook,
-    "namaskah.v1.WebhookService",
-    "webhooks from the payment gateway and providers"
-);

@@ -9,25 +9,8 @@ use common::*;
 use namaskah_server::wallet::domain::{EntryKind, LedgerError};
 use namaskah_server::wallet::ledger::{self, Posted, Settled};
 use rand::Rng;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
-
-async fn user_id(app: &TestApp) -> Uuid {
-    let email = app.register().await;
-    let tokens = app.login(&email).await;
-    let me = app
-        .auth()
-        .get_me(bearer(
-            namaskah_proto::v1::GetMeRequest {},
-            &tokens.access_token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
-    me.name.trim_start_matches("users/").parse().unwrap()
-}
 
 /// One ledger operation.
 enum Op<'a> {
@@ -94,49 +77,6 @@ fn now(outcome: &Result<Outcome, LedgerError>) -> bool {
         outcome,
         Ok(Outcome::Posted(Posted::Now(_))) | Ok(Outcome::Settled(Settled::Now))
     )
-}
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
-
-/// The invariants of the books, checked from the database alone.
-async fn assert_books_balance(db: &DatabaseConnection) {
-    let unbalanced = scalar(
-        db,
-        "SELECT COUNT(*) FROM (SELECT entry_id FROM journal_lines GROUP BY entry_id \
-         HAVING SUM(amount) <> 0) AS unbalanced",
-    )
-    .await;
-    assert_eq!(unbalanced, 0, "every entry's lines sum to zero");
-    let lonely = scalar(
-        db,
-        "SELECT COUNT(*) FROM journal_entries e WHERE \
-         (SELECT COUNT(*) FROM journal_lines l WHERE l.entry_id = e.id) < 2",
-    )
-    .await;
-    assert_eq!(lonely, 0, "every entry has at least two lines");
-    let negative = scalar(db, "SELECT COUNT(*) FROM ledger_accounts WHERE balance < 0").await;
-    assert_eq!(negative, 0, "no customer account below zero");
-    let drifted = scalar(
-        db,
-        "SELECT COUNT(*) FROM ledger_accounts a WHERE a.kind IN ('wallet', 'holds') AND \
-         a.balance <> COALESCE((SELECT CAST(SUM(l.amount) AS BIGINT) FROM journal_lines l \
-         WHERE l.account_id = a.id), 0)",
-    )
-    .await;
-    assert_eq!(drifted, 0, "each balance equals the sum of its lines");
-    let total = scalar(
-        db,
-        "SELECT COALESCE(CAST(SUM(amount) AS BIGINT), 0) FROM journal_lines",
-    )
-    .await;
-    assert_eq!(total, 0, "money is neither created nor destroyed");
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@ use namaskah_proto::v1::wallet_service_client::WalletServiceClient;
 use namaskah_server::wallet::domain::EntryKind;
 use namaskah_server::wallet::ledger;
 use sea_orm::TransactionTrait;
-use tonic::Code;
 use uuid::Uuid;
 
 async fn account(app: &TestApp) -> (Uuid, String) {
@@ -177,11 +176,4 @@ async fn balance_and_transactions_follow_the_ledger() {
         .unwrap()
         .into_inner();
     assert!(theirs.transactions.is_empty());
-
-    // Top-ups have not landed: a clear UNIMPLEMENTED, never a fake success.
-    let status = wallet
-        .create_top_up(bearer(pb::CreateTopUpRequest::default(), &token))
-        .await
-        .expect_err("top-ups not landed");
-    assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
 }

@@ -1,5 +1,6 @@
-//! `WalletService` handlers: decode, call the ledger, encode. Top-ups arrive with the
-//! payment gateway.
+//! `WalletService` handlers: decode, call the ledger or the payments room, encode.
+use std::sync::Arc;
+
 use namaskah_proto::v1 as pb;
 use namaskah_proto::v1::wallet_service_server::WalletService;
 use sea_orm::DatabaseConnection;
@@ -10,14 +11,17 @@ use super::ledger::{self, WalletMovement};
 use crate::authn::caller;
 use crate::convert::timestamp;
 use crate::error::ApiError;
+use crate::payments::grpc::top_up;
+use crate::payments::service::{NewTopUp, Payments};
 
 pub struct WalletApi {
     db: DatabaseConnection,
+    payments: Arc<Payments>,
 }
 
 impl WalletApi {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, payments: Arc<Payments>) -> Self {
+        Self { db, payments }
     }
 }
 
@@ -132,25 +136,42 @@ impl WalletService for WalletApi {
 
     async fn create_top_up(
         &self,
-        _request: Request<pb::CreateTopUpRequest>,
+        request: Request<pb::CreateTopUpRequest>,
     ) -> Result<Response<pb::CreateTopUpResponse>, Status> {
-        Err(ApiError::Unimplemented {
-            capability:
-                "namaskah.v1.WalletService.CreateTopUp (top-ups through the payment gateway)"
-                    .to_owned(),
-        }
-        .into())
+        let principal = caller(&request)?.clone();
+        let r = request.into_inner();
+        let Some(amount) = r.amount else {
+            return Err(ApiError::invalid("amount", "is required").into());
+        };
+        let view = self
+            .payments
+            .create_top_up(
+                &principal,
+                NewTopUp {
+                    amount: amount.minor_units,
+                    currency: &amount.currency_code,
+                    request_id: &r.request_id,
+                    callback_url: &r.callback_url,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::CreateTopUpResponse {
+            top_up: Some(top_up(view)),
+        }))
     }
 
     async fn verify_top_up(
         &self,
-        _request: Request<pb::VerifyTopUpRequest>,
+        request: Request<pb::VerifyTopUpRequest>,
     ) -> Result<Response<pb::VerifyTopUpResponse>, Status> {
-        Err(ApiError::Unimplemented {
-            capability:
-                "namaskah.v1.WalletService.VerifyTopUp (top-ups through the payment gateway)"
-                    .to_owned(),
-        }
-        .into())
+        let principal = caller(&request)?.clone();
+        let (view, balance) = self
+            .payments
+            .verify_top_up(&principal, &request.get_ref().reference)
+            .await?;
+        Ok(Response::new(pb::VerifyTopUpResponse {
+            top_up: Some(top_up(view)),
+            balance: money(balance),
+        }))
     }
 }

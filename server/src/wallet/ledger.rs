@@ -474,3 +474,23 @@ pub async fn wallet_movements(
         })
         .collect()
 }
+
+/// The id of the line an entry wrote to the user's wallet (what `ListTransactions` names
+/// `transactions/{id}`), if it wrote one.
+pub async fn wallet_line(
+    conn: &impl ConnectionTrait,
+    entry: Uuid,
+    user: Uuid,
+) -> Result<Option<Uuid>, LedgerError> {
+    let Some(wallet) = find_account(conn, &AccountRef::wallet(user).code()).await? else {
+        return Ok(None);
+    };
+    Ok(journal_lines::Entity::find()
+        .select_only()
+        .column(journal_lines::Column::Id)
+        .filter(journal_lines::Column::EntryId.eq(entry))
+        .filter(journal_lines::Column::AccountId.eq(wallet))
+        .into_tuple()
+        .one(conn)
+        .await?)
+}

@@ -16,6 +16,7 @@ use sea_orm::{ConnectionTrait, Database};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
+pub mod paystack;
 
 pub const PASSWORD: &str = "correct horse 42";
 
@@ -337,4 +338,158 @@ pub fn wrong_totp_code(secret: &str) -> String {
         .map(|n| format!("{n:06}"))
         .find(|code| !near.contains(code))
         .expect("a code outside seven steps")
+}
+
+/// Registers and logs in an account; returns its id.
+pub async fn user_id(app: &TestApp) -> uuid::Uuid {
+    let email = app.register().await;
+    let tokens = app.login(&email).await;
+    let me = app
+        .auth()
+        .get_me(bearer(
+            namaskah_proto::v1::GetMeRequest {},
+            &tokens.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    me.name.trim_start_matches("users/").parse().unwrap()
+}
+
+/// One integer from a query (a count or a sum).
+pub async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// The invariants of the books, checked from the database alone.
+pub async fn assert_books_balance(db: &sea_orm::DatabaseConnection) {
+    let unbalanced = scalar(
+        db,
+        "SELECT COUNT(*) FROM (SELECT entry_id FROM journal_lines GROUP BY entry_id \
+         HAVING SUM(amount) <> 0) AS unbalanced",
+    )
+    .await;
+    assert_eq!(unbalanced, 0, "every entry's lines sum to zero");
+    let lonely = scalar(
+        db,
+        "SELECT COUNT(*) FROM journal_entries e WHERE \
+         (SELECT COUNT(*) FROM journal_lines l WHERE l.entry_id = e.id) < 2",
+    )
+    .await;
+    assert_eq!(lonely, 0, "every entry has at least two lines");
+    let negative = scalar(db, "SELECT COUNT(*) FROM ledger_accounts WHERE balance < 0").await;
+    assert_eq!(negative, 0, "no customer account below zero");
+    let drifted = scalar(
+        db,
+        "SELECT COUNT(*) FROM ledger_accounts a WHERE a.kind IN ('wallet', 'holds') AND \
+         a.balance <> COALESCE((SELECT CAST(SUM(l.amount) AS BIGINT) FROM journal_lines l \
+         WHERE l.account_id = a.id), 0)",
+    )
+    .await;
+    assert_eq!(drifted, 0, "each balance equals the sum of its lines");
+    let total = scalar(
+        db,
+        "SELECT COALESCE(CAST(SUM(amount) AS BIGINT), 0) FROM journal_lines",
+    )
+    .await;
+    assert_eq!(total, 0, "money is neither created nor destroyed");
+}
+
+impl TestApp {
+    /// Registers an account, verifies its email from the mail sink, and logs in; returns
+    /// the email and an access token.
+    pub async fn verified(&self) -> (String, String) {
+        let email = self.register().await;
+        let token = self.nth_token_to(&email, 1).await;
+        self.auth()
+            .verify_email(pb::VerifyEmailRequest { token })
+            .await
+            .expect("verify email");
+        let tokens = self.login(&email).await;
+        (email, tokens.access_token)
+    }
+
+    pub fn wallet(
+        &self,
+    ) -> namaskah_proto::v1::wallet_service_client::WalletServiceClient<Channel> {
+        namaskah_proto::v1::wallet_service_client::WalletServiceClient::new(self.channel.clone())
+    }
+
+    pub fn webhooks(
+        &self,
+    ) -> namaskah_proto::v1::webhook_service_client::WebhookServiceClient<Channel> {
+        namaskah_proto::v1::webhook_service_client::WebhookServiceClient::new(self.channel.clone())
+    }
+
+    /// Starts a top-up of `minor_units` USD cents with a fresh request id.
+    pub async fn top_up(&self, token: &str, minor_units: i64) -> pb::TopUp {
+        self.wallet()
+            .create_top_up(bearer(
+                pb::CreateTopUpRequest {
+                    amount: Some(usd(minor_units)),
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                    callback_url: String::new(),
+                },
+                token,
+            ))
+            .await
+            .expect("create top-up")
+            .into_inner()
+            .top_up
+            .expect("a top-up")
+    }
+
+    /// The caller's spendable balance in cents.
+    pub async fn balance(&self, token: &str) -> i64 {
+        self.wallet()
+            .get_balance(bearer(pb::GetBalanceRequest {}, token))
+            .await
+            .expect("balance")
+            .into_inner()
+            .balance
+            .map_or(0, |m| m.minor_units)
+    }
+
+    /// Delivers a webhook the way the edge hands it over.
+    pub async fn deliver(
+        &self,
+        source: pb::WebhookSource,
+        body: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<pb::ReceiveWebhookResponse, Status> {
+        self.webhooks()
+            .receive_webhook(pb::ReceiveWebhookRequest {
+                source: source as i32,
+                headers: headers
+                    .iter()
+                    .map(|(name, value)| pb::WebhookHeader {
+                        name: (*name).to_owned(),
+                        value: value.to_vec(),
+                    })
+                    .collect(),
+                body: body.to_vec(),
+                query: String::new(),
+                client_address: "127.0.0.1".into(),
+                receive_time: None,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+pub fn usd(minor_units: i64) -> pb::Money {
+    pb::Money {
+        currency_code: "USD".into(),
+        minor_units,
+    }
 }
