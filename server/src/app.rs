@@ -101,7 +101,9 @@ impl Application {
             )?) as Arc<dyn Gateway>),
             None => None,
         };
-        let sandbox_gateway = config.sandbox.then(|| {
+        // With a real gateway configured, the sandbox gateway is off even in sandbox mode: a
+        // sandbox top-up could otherwise credit a real wallet without payment.
+        let sandbox_gateway = (config.sandbox && config.paystack.is_none()).then(|| {
             Arc::new(SandboxGateway::new(
                 db.clone(),
                 &config.jwt_secret,
@@ -214,7 +216,8 @@ impl Application {
             )
             .add_service(
                 WebhookServiceServer::new(WebhookApi::new(Arc::clone(&state.payments)))
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                    // The edge forwards bodies up to 1 MiB: room for the headers too.
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE + 64 * 1024),
             )
             .prepare();
 

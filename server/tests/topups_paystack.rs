@@ -66,6 +66,19 @@ async fn status_of(app: &TestApp, token: &str, reference: &str) -> pb::TopUp {
         .unwrap()
 }
 
+/// A top-up's status as stored, read from the database (without asking the gateway).
+async fn stored_status(app: &TestApp, reference: &str) -> String {
+    use namaskah_server::payments::entities::payment_logs;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    payment_logs::Entity::find()
+        .filter(payment_logs::Column::Reference.eq(reference))
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .expect("the top-up")
+        .status
+}
+
 /// How many ledger entries a reference's top-up wrote.
 async fn top_up_entries(app: &TestApp, reference: &str) -> i64 {
     scalar(
@@ -213,10 +226,7 @@ async fn webhooks_and_verify_calls_racing_credit_once() {
             result.unwrap().expect("every racer is answered");
         }
         expected += amount;
-        assert_eq!(
-            status_of(&app, &token, &top_up.reference).await.status(),
-            pb::TopUpStatus::Completed
-        );
+        assert_eq!(stored_status(&app, &top_up.reference).await, "completed");
         assert_eq!(app.balance(&token).await, expected, "round {round}");
         assert_eq!(top_up_entries(&app, &top_up.reference).await, 1);
     }
@@ -290,7 +300,7 @@ async fn forged_missing_and_tampered_signatures_change_nothing() {
             .expect_err(case);
         assert_error(&status, Code::Unauthenticated, "INVALID_SIGNATURE");
     }
-    // Paystack-signed, but presented as the sandbox gateway's: still refused.
+    // With Paystack configured the sandbox gateway is off, even in sandbox mode.
     let status = app
         .deliver(
             pb::WebhookSource::Sandbox,
@@ -298,8 +308,8 @@ async fn forged_missing_and_tampered_signatures_change_nothing() {
             &[("x-paystack-signature", signature.as_bytes())],
         )
         .await
-        .expect_err("wrong source");
-    assert_error(&status, Code::Unauthenticated, "INVALID_SIGNATURE");
+        .expect_err("sandbox gateway off");
+    assert_error(&status, Code::NotFound, "WEBHOOK_SOURCE_DISABLED");
     assert_eq!(app.balance(&token).await, 0);
     assert_eq!(paystack.verify_calls(&top_up.reference), 0);
     assert_eq!(
@@ -333,6 +343,18 @@ async fn forged_missing_and_tampered_signatures_change_nothing() {
             .unwrap()
             .accepted
     );
+    // Events of other shapes (no reference, nulls, no data) are answered, not refused, so
+    // Paystack stops sending them.
+    for json in [
+        serde_json::json!({"event": "subscription.create", "data": {"subscription_code": "SUB_x"}}),
+        serde_json::json!({"event": "charge.success", "data": {"reference": null, "currency": null}}),
+        serde_json::json!({"event": "charge.success", "data": {"reference": 42}}),
+        serde_json::json!({"event": "charge.dispute.create"}),
+    ] {
+        let (odd, sig) = signed(json.clone());
+        let outcome = deliver_paystack(&app, &odd, &sig).await.expect("answered");
+        assert!(!outcome.accepted, "{json}");
+    }
     let garbage = b"{not json".to_vec();
     let status = deliver_paystack(&app, &garbage, &paystack.sign(&garbage))
         .await
@@ -421,12 +443,25 @@ async fn another_amount_or_currency_is_refused_and_logged() {
             .accepted
     );
     assert_eq!(app.balance(&token).await, 0);
-    let refusals = scalar(
-        &app.state.db,
-        "SELECT COUNT(*) FROM payment_events WHERE detail LIKE '%MISMATCH%'",
-    )
-    .await;
-    assert!(refusals >= 3, "refusals are on the record: {refusals}");
+    for (top_up, reason) in [
+        (&short, "AMOUNT_MISMATCH"),
+        (&foreign, "CURRENCY_MISMATCH"),
+        (&claimed, "AMOUNT_MISMATCH"),
+    ] {
+        let events = app.state.payments.history(&top_up.reference).await.unwrap();
+        let moves: Vec<(Option<String>, String)> = events
+            .iter()
+            .map(|e| (e.from_status.clone(), e.to_status.clone()))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (None, "pending".to_owned()),
+                (Some("pending".to_owned()), "failed".to_owned())
+            ]
+        );
+        assert!(events[1].detail.starts_with(reason), "{:?}", events[1]);
+    }
 
     // A declined payment (charge.failed) ends the top-up without money.
     let declined = app.top_up(&token, 1_000).await;
@@ -604,4 +639,128 @@ async fn paystack_posts_its_webhook_to_the_in_process_edge() {
         assert!(answer.contains(r#""accepted":true"#), "{answer}");
     }
     assert_eq!(app.balance(&token).await, 1_000);
+}
+
+#[tokio::test]
+async fn the_body_of_a_webhook_is_not_trusted_the_gateway_is_asked() {
+    let (app, paystack) = spawn_with_paystack().await;
+    let (_, token) = app.verified().await;
+    let top_up = app.top_up(&token, 1_000).await;
+
+    // Paystack still has it open: a charge.success is not credited and is retried later.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "event": "charge.success",
+        "data": {"reference": top_up.reference, "status": "success",
+                 "amount": 1_500_000, "currency": "NGN"}
+    }))
+    .unwrap();
+    let status = deliver_paystack(&app, &body, &paystack.sign(&body))
+        .await
+        .expect_err("not paid according to Paystack");
+    assert_error(&status, Code::Unavailable, "UNAVAILABLE");
+    assert_eq!(app.balance(&token).await, 0);
+
+    // The body states a wrong amount, but Paystack confirms the right one: credited.
+    paystack.pay(&top_up.reference);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "event": "charge.success",
+        "data": {"reference": top_up.reference, "status": "success",
+                 "amount": 7, "currency": "GHS"}
+    }))
+    .unwrap();
+    let outcome = deliver_paystack(&app, &body, &paystack.sign(&body))
+        .await
+        .unwrap();
+    assert!(outcome.accepted);
+    assert_eq!(app.balance(&token).await, 1_000);
+}
+
+#[tokio::test]
+async fn top_up_limits_and_refusals_at_the_gateway() {
+    let (app, paystack) = spawn_with_paystack().await;
+    let (_, token) = app.verified().await;
+    let create = |minor_units: i64, request_id: &str, callback_url: &str| {
+        let request = bearer(
+            pb::CreateTopUpRequest {
+                amount: Some(usd(minor_units)),
+                request_id: request_id.into(),
+                callback_url: callback_url.into(),
+            },
+            &token,
+        );
+        let mut wallet = app.wallet();
+        async move { wallet.create_top_up(request).await }
+    };
+    // 10,000.00 USD is 15,000,000.00 NGN: more than Paystack takes in one payment.
+    let status = create(1_000_000, "big", "").await.expect_err("too big");
+    assert_error(&status, Code::InvalidArgument, "INVALID_AMOUNT");
+    let largest = create(666_666, "largest", "")
+        .await
+        .expect("largest")
+        .into_inner();
+    let reference = largest.top_up.unwrap().reference;
+    assert_eq!(
+        paystack.initialized(&reference).unwrap().amount,
+        999_999_000
+    );
+
+    // Callback URLs: the platform's scheme and host, and short enough once encoded.
+    let long = format!("http://localhost:8080/{}", "é".repeat(150));
+    assert_invalid(
+        &create(1_000, "cb", &long).await.unwrap_err(),
+        "callback_url",
+    );
+    assert_invalid(
+        &create(1_000, "cb", "https://localhost:8080/return")
+            .await
+            .unwrap_err(),
+        "callback_url",
+    );
+
+    // Concurrent retries of one request start one top-up.
+    let mut retries = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        retries.spawn(create(1_000, "same-request", ""));
+    }
+    let mut references = std::collections::HashSet::new();
+    while let Some(result) = retries.join_next().await {
+        let top_up = result
+            .unwrap()
+            .expect("created")
+            .into_inner()
+            .top_up
+            .unwrap();
+        references.insert(top_up.reference);
+    }
+    assert_eq!(references.len(), 1, "{references:?}");
+    assert_eq!(
+        scalar(
+            &app.state.db,
+            "SELECT COUNT(*) FROM payment_logs WHERE request_id = 'same-request'"
+        )
+        .await,
+        1
+    );
+
+    // A server holding the wrong key: Paystack answers 401; retrying would not help.
+    let misconfigured = spawn_app_with(&[
+        ("PAYSTACK_SECRET_KEY", "sk_test_wrong"),
+        ("PAYSTACK_BASE_URL", &paystack.base_url()),
+    ])
+    .await;
+    let (_, other) = misconfigured.verified().await;
+    let status = misconfigured
+        .wallet()
+        .create_top_up(bearer(
+            pb::CreateTopUpRequest {
+                amount: Some(usd(1_000)),
+                request_id: "r".into(),
+                callback_url: String::new(),
+            },
+            &other,
+        ))
+        .await
+        .expect_err("bad key");
+    assert_error(&status, Code::FailedPrecondition, "PAYMENT_GATEWAY_REFUSED");
+    assert_eq!(count_rows(&misconfigured, "payment_logs").await, 0);
 }

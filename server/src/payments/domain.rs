@@ -196,21 +196,33 @@ impl fmt::Display for Rate {
     }
 }
 
-/// Checks a requested top-up amount (wallet minor units).
-pub fn check_top_up_amount(amount: i64) -> Result<(), ApiError> {
+/// The most the gateway charges in one payment, in its minor units (Paystack: 10,000,000
+/// of the currency's major unit).
+pub const GATEWAY_MAX_CHARGE: i64 = 1_000_000_000;
+
+/// Checks a requested top-up amount (wallet minor units), also against what the gateway can
+/// charge in one payment at `rate`.
+pub fn check_top_up_amount(amount: i64, rate: &Rate) -> Result<(), ApiError> {
     let problem = if amount <= 0 {
-        "must be more than zero"
+        "must be more than zero".to_owned()
     } else if amount < MIN_TOP_UP {
-        "is below the minimum top-up of 1.00"
+        "is below the minimum top-up of 1.00".to_owned()
     } else if amount > MAX_TOP_UP {
-        "is above the maximum top-up of 10,000.00"
+        "is above the maximum top-up of 10,000.00".to_owned()
+    } else if rate.charge_for(amount) > GATEWAY_MAX_CHARGE {
+        let most = i128::from(GATEWAY_MAX_CHARGE) * 100 / i128::from(rate.hundredths);
+        format!(
+            "is more than the gateway charges in one payment (at most {}.{:02} at {rate})",
+            most / 100,
+            most % 100
+        )
     } else {
         return Ok(());
     };
     Err(ApiError::InvalidField {
         reason: "INVALID_AMOUNT",
         field: "amount.minor_units",
-        description: problem.to_owned(),
+        description: problem,
     })
 }
 
@@ -332,11 +344,15 @@ mod tests {
 
     #[test]
     fn top_up_amounts_have_bounds() {
-        assert!(check_top_up_amount(MIN_TOP_UP).is_ok());
-        assert!(check_top_up_amount(MAX_TOP_UP).is_ok());
+        let usd = Rate::parse("USD", "1").unwrap();
+        assert!(check_top_up_amount(MIN_TOP_UP, &usd).is_ok());
+        assert!(check_top_up_amount(MAX_TOP_UP, &usd).is_ok());
         for bad in [i64::MIN, -100, 0, MIN_TOP_UP - 1, MAX_TOP_UP + 1, i64::MAX] {
-            assert!(check_top_up_amount(bad).is_err(), "{bad}");
+            assert!(check_top_up_amount(bad, &usd).is_err(), "{bad}");
         }
+        // At 1500 NGN per USD, Paystack's one-payment ceiling binds before ours.
+        assert!(check_top_up_amount(666_666, &ngn()).is_ok());
+        assert!(check_top_up_amount(666_667, &ngn()).is_err());
     }
 
     #[test]

@@ -66,36 +66,57 @@ pub fn signature_matches(key: &[u8], body: &[u8], header: &[u8]) -> bool {
     mac.verify_slice(&claimed).is_ok()
 }
 
-/// The part of Paystack's transaction object we read (verify `data` and webhook `data`).
-#[derive(Clone, Debug, Deserialize)]
+/// The part of Paystack's transaction object we read (verify `data`). Every field may be
+/// missing or null; a missing status or amount simply confirms nothing.
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PaystackTransaction {
-    pub reference: String,
     #[serde(default)]
-    pub status: String,
+    pub reference: Option<String>,
     #[serde(default)]
-    pub amount: i64,
+    pub status: Option<String>,
     #[serde(default)]
-    pub currency: String,
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
     #[serde(default)]
     pub gateway_response: Option<String>,
 }
 
 impl PaystackTransaction {
     pub fn confirmation(&self) -> Confirmation {
+        let status = match (self.status.as_deref(), self.amount) {
+            // A success without an amount confirms nothing.
+            (Some("success"), None) => GatewayStatus::Open,
+            (status, _) => GatewayStatus::from_paystack(status.unwrap_or_default()),
+        };
         Confirmation {
-            status: GatewayStatus::from_paystack(&self.status),
-            amount: self.amount,
-            currency: self.currency.to_ascii_uppercase(),
+            status,
+            amount: self.amount.unwrap_or(0),
+            currency: self
+                .currency
+                .as_deref()
+                .unwrap_or_default()
+                .to_ascii_uppercase(),
             gateway_response: self.gateway_response.clone().unwrap_or_default(),
         }
     }
 }
 
-/// A Paystack webhook body: `{"event": "...", "data": {...}}`.
+/// A Paystack webhook body: `{"event": "...", "data": {...}}`. Only the event's name and,
+/// for `charge.*`, the transaction's reference are read from it: what is credited comes
+/// from asking the gateway.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PaystackEvent {
     pub event: String,
-    pub data: PaystackTransaction,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl PaystackEvent {
+    /// The transaction reference a `charge.*` event is about.
+    pub fn reference(&self) -> Option<&str> {
+        self.data.get("reference").and_then(|r| r.as_str())
+    }
 }
 
 #[cfg(test)]

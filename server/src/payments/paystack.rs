@@ -124,7 +124,13 @@ impl Gateway for Paystack {
                     .json(&body),
             )
             .await?;
-        Ok(authorization.authorization_url)
+        let url = authorization.authorization_url;
+        if url.len() > 500 || !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(GatewayError::Unavailable(format!(
+                "an unusable checkout URL: {url:.80}"
+            )));
+        }
+        Ok(url)
     }
 
     async fn verify(&self, reference: &str) -> Result<Confirmation, GatewayError> {
@@ -135,9 +141,9 @@ impl Gateway for Paystack {
                     .get(self.endpoint(&format!("/transaction/verify/{reference}"))?),
             )
             .await?;
-        if transaction.reference != reference {
+        if transaction.reference.as_deref() != Some(reference) {
             return Err(GatewayError::Unavailable(format!(
-                "asked about {reference}, answered about {}",
+                "asked about {reference}, answered about {:?}",
                 transaction.reference
             )));
         }

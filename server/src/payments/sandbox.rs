@@ -55,6 +55,18 @@ impl SandboxGateway {
         outcome: Outcome,
     ) -> Result<(Vec<u8>, String), GatewayError> {
         let payment = self.find(reference).await?;
+        // A paid payment stays paid: completing it again repeats its confirmation.
+        let outcome = match (
+            payment.status.as_str(),
+            payment.paid_amount,
+            &payment.paid_currency,
+        ) {
+            ("success", Some(amount), Some(currency)) => Outcome::Paid {
+                amount,
+                currency: currency.clone(),
+            },
+            _ => outcome,
+        };
         let (status, amount, currency, response, event) = match &outcome {
             Outcome::Paid { amount, currency } => (
                 "success",
@@ -135,7 +147,7 @@ impl Gateway for SandboxGateway {
     async fn verify(&self, reference: &str) -> Result<Confirmation, GatewayError> {
         let payment = self.find(reference).await?;
         Ok(PaystackTransaction {
-            reference: payment.reference,
+            reference: Some(payment.reference),
             gateway_response: Some(
                 match payment.status.as_str() {
                     "success" => "Successful",
@@ -144,9 +156,9 @@ impl Gateway for SandboxGateway {
                 }
                 .to_owned(),
             ),
-            status: payment.status,
-            amount: payment.paid_amount.unwrap_or(payment.amount),
-            currency: payment.paid_currency.unwrap_or(payment.currency),
+            status: Some(payment.status),
+            amount: Some(payment.paid_amount.unwrap_or(payment.amount)),
+            currency: Some(payment.paid_currency.unwrap_or(payment.currency)),
         }
         .confirmation())
     }

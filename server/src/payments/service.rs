@@ -147,13 +147,14 @@ impl Payments {
     fn gateway_of(&self, payment: &Payment) -> Result<Arc<dyn Gateway>, ApiError> {
         GatewayKind::parse(&payment.gateway)
             .and_then(|kind| self.gateway(kind))
-            .ok_or_else(|| ApiError::Unavailable {
-                reason: "PAYMENT_GATEWAY_UNAVAILABLE",
-                message: format!(
-                    "the {} gateway this top-up went through is not configured",
-                    payment.gateway
-                ),
-                retry_after: None,
+            .ok_or_else(|| {
+                ApiError::failed_precondition(
+                    "PAYMENT_GATEWAY_DISABLED",
+                    format!(
+                        "the {} gateway this top-up went through is not configured",
+                        payment.gateway
+                    ),
+                )
             })
     }
 
@@ -179,10 +180,23 @@ impl Payments {
                 self.public_url.host_str().unwrap_or("the platform's host")
             )));
         }
+        if url.scheme() != self.public_url.scheme() {
+            return Err(invalid(&format!(
+                "must be a {}:// URL",
+                self.public_url.scheme()
+            )));
+        }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid("must not carry credentials"));
         }
-        Ok(url.to_string())
+        // Stored as normalised (percent-encoded), which can be longer than what was sent.
+        let url = url.to_string();
+        if url.len() > 500 {
+            return Err(invalid(
+                "is too long once percent-encoded (at most 500 characters)",
+            ));
+        }
+        Ok(url)
     }
 
     pub async fn create_top_up(
@@ -203,7 +217,7 @@ impl Payments {
                 description: format!("wallets are in {CURRENCY}"),
             });
         }
-        domain::check_top_up_amount(request.amount)?;
+        domain::check_top_up_amount(request.amount, &self.rate)?;
         let callback_url = self.callback_url(request.callback_url)?;
         let fingerprint = hex::encode(Sha256::digest(format!(
             "{}|{}|{}",
@@ -262,9 +276,19 @@ impl Payments {
                 }),
             })
             .await
-            .map_err(|error| {
-                tracing::warn!(%error, gateway = gateway.kind().as_str(), "top-up not started");
-                unavailable(&error)
+            .map_err(|error| match error {
+                GatewayError::Unavailable(_) => {
+                    tracing::warn!(%error, gateway = gateway.kind().as_str(), "top-up not started");
+                    unavailable(&error)
+                }
+                // Our request or our configuration (a bad key): retrying will not help.
+                GatewayError::Refused(_) | GatewayError::NotFound => {
+                    tracing::error!(%error, gateway = gateway.kind().as_str(), "the gateway refused to start a top-up");
+                    ApiError::failed_precondition(
+                        "PAYMENT_GATEWAY_REFUSED",
+                        "the payment gateway refused this top-up; it has been logged",
+                    )
+                }
             })?;
 
         let now = Utc::now();
@@ -606,8 +630,9 @@ impl Payments {
                 field: "body",
                 description: format!("is not a Paystack event: {e}"),
             })?;
+        let reference = event.reference().unwrap_or_default().to_owned();
         let ignored = |why: &str, related: String| {
-            tracing::info!(event = %event.event, reference = %event.data.reference, why, "webhook ignored");
+            tracing::info!(event = %event.event, %reference, why, "webhook ignored");
             Ok(WebhookOutcome {
                 accepted: false,
                 related_resource: related,
@@ -616,9 +641,8 @@ impl Payments {
         if !matches!(event.event.as_str(), "charge.success" | "charge.failed") {
             return ignored("an event Namaskah does not use", String::new());
         }
-        let reference = &event.data.reference;
-        let payment = if domain::is_reference(reference) {
-            repo::by_reference(&self.db, reference).await?
+        let payment = if domain::is_reference(&reference) {
+            repo::by_reference(&self.db, &reference).await?
         } else {
             None
         };
@@ -629,57 +653,30 @@ impl Payments {
         if GatewayKind::parse(&payment.gateway) != Some(gateway.kind()) {
             return ignored("the top-up went through another gateway", related);
         }
-        let claimed = event.data.confirmation();
-        let detail = format!(
-            "{} says {} ({}): {}",
-            event.event,
-            event.data.status,
-            claimed.gateway_response,
-            display(claimed.amount, &claimed.currency)
-        );
-        let accepted = match (
-            event.event.as_str(),
-            domain::decide(expected(&payment), &claimed),
-        ) {
-            ("charge.success", Decision::Credit(_)) => {
-                let payment = if payment.state()?.is_final() {
-                    payment
-                } else {
-                    // The webhook is the trigger; what is credited is the gateway's answer
-                    // to a verify call. Without one, the sender retries later.
-                    let refreshed = self.refresh(payment, Source::Webhook).await?;
-                    if refreshed.state()?.can_credit() {
-                        return Err(ApiError::Unavailable {
-                            reason: "UNAVAILABLE",
-                            message: "the gateway does not confirm this payment yet".to_owned(),
-                            retry_after: Some(GATEWAY_RETRY),
-                        });
-                    }
-                    refreshed
-                };
-                payment.status == TopUpStatus::Completed.as_str()
+        // The body only names the payment. What it claims about status and amount is not
+        // trusted: the gateway is asked, and its answer is acted on (a final top-up is not
+        // asked about again). Without an answer, the sender is told to retry later.
+        let payment = self.refresh(payment, Source::Webhook).await?;
+        let state = payment.state()?;
+        let accepted = match (event.event.as_str(), state.status) {
+            (_, TopUpStatus::Completed) => true,
+            ("charge.success", _) if state.can_credit() => {
+                return Err(ApiError::Unavailable {
+                    reason: "UNAVAILABLE",
+                    message: "the gateway does not confirm this payment yet".to_owned(),
+                    retry_after: Some(GATEWAY_RETRY),
+                });
             }
-            ("charge.success", Decision::Fail(reason))
-                if reason != FailureReason::PaymentFailed =>
-            {
-                self.apply(payment, Decision::Fail(reason), Source::Webhook, &detail)
-                    .await?;
-                false
+            // A decline, recorded; or the gateway still has the payment open.
+            ("charge.failed", TopUpStatus::Failed) => {
+                state.failure == Some(FailureReason::PaymentFailed)
             }
-            ("charge.failed", _) => {
-                self.apply(
-                    payment,
-                    Decision::Fail(FailureReason::PaymentFailed),
-                    Source::Webhook,
-                    &detail,
-                )
-                .await?;
-                true
-            }
-            _ => return ignored("a charge.success that is not a success", related),
+            ("charge.failed", TopUpStatus::Pending) => true,
+            // Refused (another amount or currency): logged and recorded by `apply`.
+            _ => false,
         };
         if !accepted {
-            tracing::info!(%related, "webhook refused or not creditable");
+            tracing::info!(%related, status = %payment.status, "webhook about a refused top-up");
         }
         Ok(WebhookOutcome {
             accepted,
@@ -761,6 +758,6 @@ fn expected(payment: &Payment) -> Expected<'_> {
 pub fn sandbox_disabled() -> ApiError {
     ApiError::Disabled {
         reason: "SANDBOX_DISABLED",
-        message: "the sandbox is off on this server (NAMASKAH_SANDBOX)".to_owned(),
+        message: "the sandbox is off on this server (NAMASKAH_SANDBOX; its payment gateway is also off when Paystack is configured)".to_owned(),
     }
 }
