@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::Parser;
 
 use crate::duration::parse_duration;
+use crate::ledger::{DEFAULT_MAX_HOLD, DEFAULT_WALLET_FUNDS, DEFAULT_WALLETS, LedgerOptions};
 use crate::runner::{Bound, LoadPlan};
 use crate::scenario::{Account, Credentials, Scenario};
 
@@ -93,6 +94,23 @@ pub struct Cli {
     /// shell `export` lines for ghz or later runs, and exit without load.
     #[arg(long)]
     pub setup_only: bool,
+
+    /// ledger: the database to drive (sqlite:…, postgres://…); migrations are applied and
+    /// the run's customers and wallets are written to it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// ledger: wallets to create (each with its customer) and hold from at random.
+    #[arg(long, default_value_t = DEFAULT_WALLETS, value_name = "N")]
+    pub wallets: u32,
+
+    /// ledger: what each new wallet is funded with, in cents.
+    #[arg(long, default_value_t = DEFAULT_WALLET_FUNDS, value_name = "CENTS")]
+    pub wallet_funds: i64,
+
+    /// ledger: the largest hold, in cents (each hold is 1 to this, at random).
+    #[arg(long, default_value_t = DEFAULT_MAX_HOLD, value_name = "CENTS")]
+    pub max_hold: i64,
 }
 
 /// The default length of a run bounded by neither --duration nor --total.
@@ -116,6 +134,26 @@ impl Cli {
         };
         crate::runner::check_plan(&plan)?;
         Ok(plan)
+    }
+
+    /// The ledger scenario's options, checked.
+    pub fn ledger_options(&self) -> anyhow::Result<LedgerOptions> {
+        let Some(database_url) = self.database_url.clone().filter(|url| !url.is_empty()) else {
+            bail!("the ledger scenario needs --database-url (or DATABASE_URL)");
+        };
+        if self.setup_only {
+            bail!(
+                "--setup-only is for the gRPC scenarios; the ledger scenario sets up its wallets on every run"
+            );
+        }
+        let options = LedgerOptions {
+            database_url,
+            wallets: self.wallets,
+            wallet_funds: self.wallet_funds,
+            max_hold: self.max_hold,
+        };
+        options.check()?;
+        Ok(options)
     }
 
     pub fn credentials(&self) -> Credentials {
@@ -207,6 +245,54 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.plan().is_err());
+    }
+
+    #[test]
+    fn ledger_options() {
+        let cli = parse(&[
+            "--scenario",
+            "ledger",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:5432/bench",
+            "--wallets",
+            "20",
+            "--max-hold",
+            "7",
+            "--total",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario, Scenario::Ledger);
+        assert!(cli.scenario.is_database());
+        let options = cli.ledger_options().unwrap();
+        assert_eq!(
+            options.database_url,
+            "postgres://postgres@127.0.0.1:5432/bench"
+        );
+        assert_eq!(options.wallets, 20);
+        assert_eq!(options.wallet_funds, DEFAULT_WALLET_FUNDS);
+        assert_eq!(options.max_hold, 7);
+        assert_eq!(cli.plan().unwrap().bound, Bound::Total(100));
+
+        let cli = parse(&[
+            "--scenario",
+            "ledger",
+            "--database-url",
+            "sqlite::memory:",
+            "--wallets",
+            "0",
+        ])
+        .unwrap();
+        assert!(cli.ledger_options().is_err());
+        let cli = parse(&[
+            "--scenario",
+            "ledger",
+            "--database-url",
+            "sqlite::memory:",
+            "--setup-only",
+        ])
+        .unwrap();
+        assert!(cli.ledger_options().is_err());
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //!
 //! The pieces: [`scenario`] (what one call is, and its set-up), [`runner`] (connections,
 //! workers, the run's bound), [`stats`] (per-worker counts and an HDR histogram),
-//! [`report`] (summary, text, ghz JSON), [`duration`] (`30s`-style durations), [`cli`].
+//! [`report`] (summary, text, ghz JSON), [`duration`] (`30s`-style durations), [`cli`], and
+//! [`ledger`] (the one scenario that drives the database instead of the gRPC server).
 
 pub mod cli;
 pub mod duration;
+pub mod ledger;
 pub mod report;
 pub mod runner;
 pub mod scenario;

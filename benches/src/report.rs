@@ -53,9 +53,13 @@ pub struct RunDescription {
     pub call: String,
     /// The server address as given (`http://127.0.0.1:50051`).
     pub host: String,
+    /// HTTP/2 connections (gRPC scenarios) or database connections (ledger).
     pub connections: u64,
     pub concurrency: u64,
-    /// `--total`, when the run was bounded by a count.
+    /// What one worker turn is, plural: `calls`, or `cycles` (ledger: a hold and its
+    /// release).
+    pub unit: &'static str,
+    /// `--total`, when the run was bounded by a count (of [`RunDescription::unit`]).
     pub total_requests: Option<u64>,
     /// `--duration`, when the run was bounded by time.
     pub duration: Option<Duration>,
@@ -268,6 +272,10 @@ impl GhzReport {
         tags.insert("warmup".to_owned(), format_duration_short(run.warmup));
         tags.insert("okCount".to_owned(), summary.ok_count.to_string());
         tags.insert("driver".to_owned(), DRIVER.to_owned());
+        if run.unit != "calls" {
+            // `options.total` counts these, not calls.
+            tags.insert("unit".to_owned(), run.unit.to_owned());
+        }
         GhzReport {
             name: run.name.clone(),
             end_reason: summary.end_reason.as_str(),
@@ -323,7 +331,7 @@ pub fn render_text(run: &RunDescription, summary: &Summary) -> String {
 
 fn write_text(out: &mut String, run: &RunDescription, summary: &Summary) -> std::fmt::Result {
     let bound = match (run.total_requests, run.duration) {
-        (Some(total), _) => format!("{total} calls"),
+        (Some(total), _) => format!("{total} {}", run.unit),
         (None, Some(duration)) => format_duration_short(duration),
         (None, None) => "unbounded".to_owned(),
     };
@@ -431,6 +439,7 @@ mod tests {
             host: "http://127.0.0.1:50051".to_owned(),
             connections: 2,
             concurrency: 8,
+            unit: "calls",
             total_requests: None,
             duration: Some(Duration::from_secs(30)),
             warmup: Duration::from_secs(2),

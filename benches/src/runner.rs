@@ -1,5 +1,6 @@
-//! Drives the load: N connections, M workers spread across them, each making one call at
-//! a time until the run's bound (a duration or a number of calls) is reached.
+//! Drives the load: M workers, each taking one turn at a time (a gRPC call over one of N
+//! connections, or a ledger cycle against the database) until the run's bound (a duration
+//! or a number of turns) is reached.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,10 +39,11 @@ pub struct LoadPlan {
     pub timeout: Duration,
 }
 
-/// What a run measured.
+/// What a run measured: [`CallStats`] for the gRPC scenarios, the worker's own figures
+/// otherwise.
 #[derive(Debug)]
-pub struct RunOutcome {
-    pub stats: CallStats,
+pub struct RunOutcome<S = CallStats> {
+    pub stats: S,
     /// Wall time from the end of the warm-up until the last call finished.
     pub total: Duration,
     pub end_reason: EndReason,
@@ -113,6 +115,56 @@ pub fn check_plan(plan: &LoadPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Figures one worker keeps without locks, merged once the run is over.
+pub trait Stats: Default + Send + 'static {
+    fn merge(&mut self, other: &Self);
+}
+
+impl Stats for CallStats {
+    fn merge(&mut self, other: &Self) {
+        CallStats::merge(self, other);
+    }
+}
+
+/// What a worker does each time it is let through: one call, or one ledger cycle.
+pub trait Worker: Send + 'static {
+    type Stats: Stats;
+
+    /// Takes one turn, recording it into `stats` when `measured` (warm-up turns are not).
+    /// The turn may be dropped part-way when the run is interrupted.
+    fn turn(&mut self, stats: &mut Self::Stats, measured: bool) -> impl Future<Output = ()> + Send;
+}
+
+/// A gRPC scenario's worker: one call at a time over its connection, bounded by the
+/// per-call deadline.
+struct CallWorker {
+    workload: Arc<Workload>,
+    channel: Channel,
+    timeout: Duration,
+}
+
+impl Worker for CallWorker {
+    type Stats = CallStats;
+
+    async fn turn(&mut self, stats: &mut CallStats, measured: bool) {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, self.workload.call(&self.channel))
+            .await
+            .unwrap_or_else(|_| Err(deadline_exceeded(self.timeout)));
+        if measured {
+            stats.record(started.elapsed(), &outcome);
+        }
+    }
+}
+
+/// The status a call (or ledger operation) gets when the driver's deadline passes first.
+pub fn deadline_exceeded(timeout: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "no answer within the {} timeout",
+        format_duration_short(timeout)
+    ))
+}
+
 /// Runs `workload` over `channels` as `plan` says. The run ends by itself at its bound, or
 /// early when `interrupt` completes (Ctrl-C): calls in flight are then abandoned.
 pub async fn run(
@@ -124,6 +176,32 @@ pub async fn run(
     check_plan(plan)?;
     if channels.is_empty() {
         bail!("no connections to run on");
+    }
+    let workers = (0..plan.concurrency)
+        .map(|index| CallWorker {
+            workload: Arc::clone(&workload),
+            channel: channels[index % channels.len()].clone(),
+            timeout: plan.timeout,
+        })
+        .collect();
+    run_workers(plan, workers, interrupt).await
+}
+
+/// Runs `workers` (one per call in flight, `plan.concurrency` of them) as `plan` says. The
+/// run ends by itself at its bound, or early when `interrupt` completes (Ctrl-C): turns in
+/// flight are then abandoned.
+pub async fn run_workers<W: Worker>(
+    plan: &LoadPlan,
+    workers: Vec<W>,
+    interrupt: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunOutcome<W::Stats>> {
+    check_plan(plan)?;
+    if workers.len() != plan.concurrency {
+        bail!(
+            "{} workers for a concurrency of {}",
+            workers.len(),
+            plan.concurrency
+        );
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -153,23 +231,16 @@ pub async fn run(
             Bound::Duration(_) => None,
         },
         issued: AtomicU64::new(0),
-        timeout: plan.timeout,
     });
 
-    let mut workers = Vec::with_capacity(plan.concurrency);
-    for index in 0..plan.concurrency {
-        let channel = channels[index % channels.len()].clone();
-        workers.push(tokio::spawn(worker(
-            Arc::clone(&shared),
-            Arc::clone(&workload),
-            channel,
-            stop_rx.clone(),
-        )));
-    }
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|worker| tokio::spawn(work(Arc::clone(&shared), worker, stop_rx.clone())))
+        .collect();
     drop(stop_rx);
 
-    let mut stats = CallStats::new();
-    for result in futures::future::join_all(workers).await {
+    let mut stats = W::Stats::default();
+    for result in futures::future::join_all(tasks).await {
         match result {
             Ok(worker_stats) => stats.merge(&worker_stats),
             Err(error) => eprintln!("namaskah-load: a worker failed: {error}"),
@@ -197,13 +268,12 @@ struct Shared {
     measure_from: Instant,
     deadline: Option<Instant>,
     total: Option<u64>,
-    /// Measured calls started so far, in a count-bounded run.
+    /// Measured turns started so far, in a count-bounded run.
     issued: AtomicU64,
-    timeout: Duration,
 }
 
 impl Shared {
-    /// Whether a call starting `now` may go ahead, and whether it is measured.
+    /// Whether a turn starting `now` may go ahead, and whether it is measured.
     fn admit(&self, now: Instant) -> Admission {
         if now < self.measure_from {
             return Admission::Warmup;
@@ -228,13 +298,12 @@ enum Admission {
     Done,
 }
 
-async fn worker(
+async fn work<W: Worker>(
     shared: Arc<Shared>,
-    workload: Arc<Workload>,
-    channel: Channel,
+    mut worker: W,
     mut stop: watch::Receiver<bool>,
-) -> CallStats {
-    let mut stats = CallStats::new();
+) -> W::Stats {
+    let mut stats = W::Stats::default();
     loop {
         if *stop.borrow() {
             break;
@@ -244,20 +313,10 @@ async fn worker(
             Admission::Warmup => false,
             Admission::Measured => true,
         };
-        let started = Instant::now();
-        let call = tokio::time::timeout(shared.timeout, workload.call(&channel));
-        let outcome = tokio::select! {
+        tokio::select! {
             biased;
             _ = stop.changed() => break,
-            outcome = call => outcome.unwrap_or_else(|_| {
-                Err(Status::deadline_exceeded(format!(
-                    "no answer within the {} timeout",
-                    format_duration_short(shared.timeout)
-                )))
-            }),
-        };
-        if measured {
-            stats.record(started.elapsed(), &outcome);
+            () = worker.turn(&mut stats, measured) => {}
         }
     }
     stats
@@ -305,7 +364,6 @@ mod tests {
             deadline: None,
             total: Some(3),
             issued: AtomicU64::new(0),
-            timeout: Duration::from_secs(1),
         };
         let admitted = (0..10)
             .filter(|_| matches!(shared.admit(now), Admission::Measured))
@@ -321,7 +379,6 @@ mod tests {
             deadline: Some(now + Duration::from_secs(5)),
             total: None,
             issued: AtomicU64::new(0),
-            timeout: Duration::from_secs(1),
         };
         assert!(matches!(shared.admit(now), Admission::Warmup));
         assert!(matches!(

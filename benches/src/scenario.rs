@@ -1,9 +1,10 @@
 //! The named scenarios: what one call is, and what must exist before the first one (an
 //! account, an API key).
 //!
-//! To add a scenario: a [`Scenario`] variant (its CLI name and RPC), a [`Workload`] variant
-//! holding whatever its calls need, the set-up in [`Workload::prepare`] and the call in
-//! [`Workload::call`], and a ghz config in `benches/ghz/`.
+//! To add a gRPC scenario: a [`Scenario`] variant (its CLI name and RPC), a [`Workload`]
+//! variant holding whatever its calls need, the set-up in [`Workload::prepare`] and the call
+//! in [`Workload::call`], and a ghz config in `benches/ghz/`. The `ledger` scenario is not
+//! gRPC: it drives the server's ledger against the database (see [`crate::ledger`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,6 +33,9 @@ pub enum Scenario {
     GetMe,
     /// `namaskah.v1.AuthService/Login` with an email and password (Argon2id on every call).
     Login,
+    /// Not gRPC: holds and releases small amounts on many wallets, straight through the
+    /// server's ledger against the database (--database-url).
+    Ledger,
 }
 
 impl Scenario {
@@ -41,15 +45,23 @@ impl Scenario {
             Scenario::Health => "health",
             Scenario::GetMe => "get_me",
             Scenario::Login => "login",
+            Scenario::Ledger => "ledger",
         }
     }
 
-    /// The fully qualified method, as ghz's `call` option spells it.
+    /// Whether the scenario talks to the database rather than the gRPC server.
+    pub fn is_database(self) -> bool {
+        matches!(self, Scenario::Ledger)
+    }
+
+    /// The fully qualified method, as ghz's `call` option spells it (for `ledger`, the
+    /// ledger functions it calls).
     pub fn call(self) -> &'static str {
         match self {
             Scenario::Health => "grpc.health.v1.Health.Check",
             Scenario::GetMe => "namaskah.v1.AuthService.GetMe",
             Scenario::Login => "namaskah.v1.AuthService.Login",
+            Scenario::Ledger => "namaskah_server::wallet::ledger::{hold,release}",
         }
     }
 }
@@ -154,6 +166,9 @@ impl Workload {
                         totp_code: String::new(),
                     },
                 })
+            }
+            Scenario::Ledger => {
+                bail!("the ledger scenario talks to the database, not to a gRPC server")
             }
         }
     }
