@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_identity;
 mod m20261126_000002_ledger;
 mod m20261126_000003_payments;
+mod m20261126_000004_catalog;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_identity::Migration),
             Box::new(m20261126_000002_ledger::Migration),
             Box::new(m20261126_000003_payments::Migration),
+            Box::new(m20261126_000004_catalog::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use namaskah_proto::v1::auth_service_server::AuthServiceServer;
+use namaskah_proto::v1::catalog_service_server::CatalogServiceServer;
 use namaskah_proto::v1::sandbox_service_server::SandboxServiceServer;
 use namaskah_proto::v1::wallet_service_server::WalletServiceServer;
 use namaskah_proto::v1::webhook_service_server::WebhookServiceServer;
@@ -18,6 +19,9 @@ use tonic::transport::Server;
 
 use crate::authn::AuthLayer;
 use crate::cache::{Cache, InProcessCache, RedisCache};
+use crate::catalog::grpc::CatalogApi;
+use crate::catalog::inventory::{Inventory, NoProviders, SandboxInventory};
+use crate::catalog::service::Catalog;
 use crate::config::Config;
 use crate::identity::grpc::AuthApi;
 use crate::identity::service::{Identity, IdentitySettings};
@@ -43,6 +47,7 @@ pub struct AppState {
     pub cache: Arc<dyn Cache>,
     pub identity: Arc<Identity>,
     pub payments: Arc<Payments>,
+    pub catalog: Arc<Catalog>,
 }
 
 /// A built application with its listeners bound, ready to serve.
@@ -119,6 +124,25 @@ impl Application {
             config.public_url.clone(),
         ));
 
+        // Availability as the providers report it: until the providers room lands, the
+        // sandbox provider is the only one that can sell a number.
+        let inventory: Arc<dyn Inventory> = if config.sandbox {
+            Arc::new(SandboxInventory)
+        } else {
+            Arc::new(NoProviders)
+        };
+        let catalog = Arc::new(Catalog::new(
+            db.clone(),
+            Arc::clone(&cache),
+            Arc::clone(&identity),
+            inventory,
+        ));
+        let seeded = catalog
+            .seed()
+            .await
+            .with_context(|| "cannot seed the catalog")?;
+        tracing::info!(?seeded, "catalog seeded");
+
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("cannot listen on NAMASKAH_GRPC_ADDR {}", config.grpc_addr))?;
@@ -143,6 +167,7 @@ impl Application {
                 cache,
                 identity,
                 payments,
+                catalog,
             },
             config,
             grpc,
@@ -194,7 +219,10 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(auth)
-            .add_service(pending::PendingCatalog)
+            .add_service(
+                CatalogServiceServer::new(CatalogApi::new(Arc::clone(&state.catalog)))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .add_service(pending::PendingVerification)
             .add_service(
                 WalletServiceServer::new(WalletApi::new(

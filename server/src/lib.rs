@@ -6,6 +6,7 @@
 pub mod app;
 pub mod authn;
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod convert;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod payments;
 pub mod pending;
 pub mod store;
 pub mod telemetry;
+pub mod verification;
 pub mod wallet;
 
 pub use app::Application;

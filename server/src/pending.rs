@@ -47,12 +47,6 @@ macro_rules! pending_service {
 }
 
 pending_service!(
-    /// Catalog: services, countries and prices.
-    PendingCatalog,
-    "namaskah.v1.CatalogService",
-    "the service catalog and prices"
-);
-pending_service!(
     /// Verifications: numbers, codes and their lifecycle.
     PendingVerification,
     "namaskah.v1.VerificationService",
