@@ -6,6 +6,7 @@ mod m20261126_000001_identity;
 mod m20261126_000002_ledger;
 mod m20261126_000003_payments;
 mod m20261126_000004_catalog;
+mod m20261126_000005_verifications;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_ledger::Migration),
             Box::new(m20261126_000003_payments::Migration),
             Box::new(m20261126_000004_catalog::Migration),
+            Box::new(m20261126_000005_verifications::Migration),
         ]
     }
 }

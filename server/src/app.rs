@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use namaskah_proto::v1::auth_service_server::AuthServiceServer;
 use namaskah_proto::v1::catalog_service_server::CatalogServiceServer;
 use namaskah_proto::v1::sandbox_service_server::SandboxServiceServer;
+use namaskah_proto::v1::verification_service_server::VerificationServiceServer;
 use namaskah_proto::v1::wallet_service_server::WalletServiceServer;
 use namaskah_proto::v1::webhook_service_server::WebhookServiceServer;
 use sea_orm::DatabaseConnection;
@@ -20,7 +21,7 @@ use tonic::transport::Server;
 use crate::authn::AuthLayer;
 use crate::cache::{Cache, InProcessCache, RedisCache};
 use crate::catalog::grpc::CatalogApi;
-use crate::catalog::inventory::{Inventory, NoProviders, SandboxInventory};
+use crate::catalog::inventory::Inventory;
 use crate::catalog::service::Catalog;
 use crate::config::Config;
 use crate::identity::grpc::AuthApi;
@@ -30,7 +31,15 @@ use crate::payments::grpc::{SandboxApi, WebhookApi};
 use crate::payments::paystack::Paystack;
 use crate::payments::sandbox::SandboxGateway;
 use crate::payments::service::Payments;
+use crate::providers::Provider;
+use crate::providers::fivesim::FiveSim;
+use crate::providers::router::Router;
+use crate::providers::sandbox::SandboxProvider;
+use crate::providers::textverified::TextVerified;
 use crate::telemetry::ProcessTimeLayer;
+use crate::verification::feed::Feed;
+use crate::verification::grpc::VerificationApi;
+use crate::verification::service::{Settings as VerificationSettings, Verifications};
 use crate::wallet::grpc::WalletApi;
 use crate::{mail, pending, store};
 
@@ -48,6 +57,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub payments: Arc<Payments>,
     pub catalog: Arc<Catalog>,
+    pub verifications: Arc<Verifications>,
 }
 
 /// A built application with its listeners bound, ready to serve.
@@ -124,24 +134,75 @@ impl Application {
             config.public_url.clone(),
         ));
 
-        // Availability as the providers report it: until the providers room lands, the
-        // sandbox provider is the only one that can sell a number.
-        let inventory: Arc<dyn Inventory> = if config.sandbox {
-            Arc::new(SandboxInventory)
-        } else {
-            Arc::new(NoProviders)
-        };
+        // The providers, in order of preference. The sandbox provider serves only when no
+        // real provider is configured: a sandbox number must never be sold as a real one.
+        let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+        if let Some(tv) = &config.textverified {
+            providers.push(Arc::new(TextVerified::new(
+                tv.base_url.clone(),
+                tv.username.clone(),
+                tv.api_key.clone(),
+                config.provider_timeout,
+            )?));
+        }
+        if let Some(fivesim) = &config.fivesim {
+            providers.push(Arc::new(FiveSim::new(
+                fivesim.base_url.clone(),
+                fivesim.api_key.clone(),
+                config.provider_timeout,
+            )?));
+        }
+        let sandbox_provider = (config.sandbox && providers.is_empty()).then(|| {
+            Arc::new(SandboxProvider::new(
+                Default::default(),
+                config.sandbox_sms_delay,
+            ))
+        });
+        if let Some(sandbox) = &sandbox_provider {
+            providers.push(Arc::clone(sandbox) as Arc<dyn Provider>);
+        }
+        let router = Arc::new(Router::new(providers));
         let catalog = Arc::new(Catalog::new(
             db.clone(),
             Arc::clone(&cache),
             Arc::clone(&identity),
-            inventory,
+            Arc::clone(&router) as Arc<dyn Inventory>,
         ));
         let seeded = catalog
             .seed()
             .await
             .with_context(|| "cannot seed the catalog")?;
-        tracing::info!(?seeded, "catalog seeded");
+        tracing::info!(?seeded, providers = ?router.names(), "catalog seeded");
+        if let Some(sandbox) = &sandbox_provider {
+            sandbox.set_calling_codes(
+                catalog
+                    .calling_codes()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+        }
+        let feed = Arc::new(match &config.redis_url {
+            Some(url) => Feed::redis(url, &config.redis_prefix)
+                .await
+                .with_context(|| "cannot subscribe to verification events on REDIS_URL")?,
+            None => Feed::in_process(),
+        });
+        let verifications = Arc::new(Verifications::new(
+            db.clone(),
+            Arc::clone(&catalog),
+            Arc::clone(&identity),
+            router,
+            feed,
+            VerificationSettings {
+                ttl: config.verification_ttl,
+                create_wait: config.provider_timeout + Duration::from_secs(5),
+                pending_deadline: config.provider_timeout * 10 + Duration::from_secs(30),
+                textverified_webhook_secret: config
+                    .textverified
+                    .as_ref()
+                    .and_then(|tv| tv.webhook_secret.clone()),
+            },
+        ));
 
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
@@ -168,6 +229,7 @@ impl Application {
                 identity,
                 payments,
                 catalog,
+                verifications,
             },
             config,
             grpc,
@@ -213,6 +275,8 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
+        // One shutdown signal, fanned out to every listener and job.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let auth = AuthServiceServer::new(AuthApi::new(Arc::clone(&state.identity)))
             .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let routes = Routes::new(health_service)
@@ -223,7 +287,13 @@ impl Application {
                 CatalogServiceServer::new(CatalogApi::new(Arc::clone(&state.catalog)))
                     .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
-            .add_service(pending::PendingVerification)
+            .add_service(
+                VerificationServiceServer::new(VerificationApi::new(
+                    Arc::clone(&state.verifications),
+                    stop_rx.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .add_service(
                 WalletServiceServer::new(WalletApi::new(
                     state.db.clone(),
@@ -238,19 +308,21 @@ impl Application {
             .add_service(
                 SandboxServiceServer::new(SandboxApi::new(
                     Arc::clone(&state.payments),
+                    Arc::clone(&state.verifications),
                     config.sandbox,
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
-                WebhookServiceServer::new(WebhookApi::new(Arc::clone(&state.payments)))
-                    // The edge forwards bodies up to 1 MiB: room for the headers too.
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE + 64 * 1024),
+                WebhookServiceServer::new(WebhookApi::new(
+                    Arc::clone(&state.payments),
+                    Arc::clone(&state.verifications),
+                ))
+                // The edge forwards bodies up to 1 MiB: room for the headers too.
+                .max_decoding_message_size(MAX_MESSAGE_SIZE + 64 * 1024),
             )
             .prepare();
 
-        // One shutdown signal, fanned out to every listener and job.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
@@ -302,6 +374,12 @@ impl Application {
             });
             tracing::info!(address = %edge_addr, "edge listening (grpc-web, webhooks)");
         }
+
+        tasks.spawn(crate::verification::jobs::run(
+            Arc::clone(&state.verifications),
+            config.job_interval,
+            stop_rx.clone(),
+        ));
 
         let identity = Arc::clone(&state.identity);
         let mut flush_stop = stop_rx.clone();

@@ -48,6 +48,9 @@ pub struct TextVerifiedConfig {
     pub api_key: String,
     pub username: String,
     pub base_url: url::Url,
+    /// The webhook signing secret (`whsec_…`); unset: TextVerified webhooks are refused
+    /// and codes arrive by polling only.
+    pub webhook_secret: Option<String>,
 }
 
 /// 5sim credentials.
@@ -116,6 +119,11 @@ pub struct Config {
     pub gateway_rate: crate::payments::domain::Rate,
     /// How long a call to the payment gateway may take.
     pub gateway_timeout: Duration,
+    /// Timeout of one call to a number provider (`NAMASKAH_PROVIDER_TIMEOUT`, default 10s).
+    pub provider_timeout: Duration,
+    /// How often the verification jobs (polling, expiry, provider cleanup) run
+    /// (`NAMASKAH_JOB_INTERVAL`, default 1s).
+    pub job_interval: Duration,
     pub sentry: SentryConfig,
 }
 
@@ -263,6 +271,7 @@ impl Config {
                 api_key,
                 username,
                 base_url: r.url("TEXTVERIFIED_BASE_URL", "https://www.textverified.com")?,
+                webhook_secret: r.get("TEXTVERIFIED_WEBHOOK_SECRET"),
             }),
             (Some(_), None) => {
                 return Err(bad(
@@ -398,6 +407,8 @@ impl Config {
             paystack,
             gateway_rate,
             gateway_timeout: r.duration("NAMASKAH_GATEWAY_TIMEOUT", "10s")?,
+            provider_timeout: r.duration("NAMASKAH_PROVIDER_TIMEOUT", "10s")?,
+            job_interval: r.duration("NAMASKAH_JOB_INTERVAL", "1s")?,
             sentry: SentryConfig {
                 dsn: r.get("SENTRY_DSN"),
                 environment: r

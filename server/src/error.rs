@@ -105,6 +105,23 @@ pub enum ApiError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// A value past the end of a range (`OUT_OF_RANGE`), with the field named.
+    #[error("invalid {field}: {description}")]
+    OutOfRange {
+        reason: &'static str,
+        field: &'static str,
+        description: String,
+    },
+    /// The call conflicts with another still running (`ABORTED`): retry after a while.
+    #[error("{message}")]
+    Aborted {
+        reason: &'static str,
+        message: String,
+        retry_after: Duration,
+    },
+    /// Any of the above with `ErrorInfo` metadata (for example the price that was too high).
+    #[error("{0}")]
+    WithMetadata(Box<ApiError>, Vec<(&'static str, String)>),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -149,11 +166,47 @@ impl ApiError {
         }
     }
 
+    /// Adds `ErrorInfo` metadata to this error.
+    pub fn with_metadata(self, key: &'static str, value: impl Into<String>) -> Self {
+        match self {
+            ApiError::WithMetadata(inner, mut metadata) => {
+                metadata.push((key, value.into()));
+                ApiError::WithMetadata(inner, metadata)
+            }
+            other => ApiError::WithMetadata(Box::new(other), vec![(key, value.into())]),
+        }
+    }
+
+    /// The `ErrorInfo` reason this error carries.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ApiError::InvalidField { reason, .. }
+            | ApiError::Unauthenticated { reason, .. }
+            | ApiError::PermissionDenied { reason, .. }
+            | ApiError::NotFound { reason, .. }
+            | ApiError::AlreadyExists { reason, .. }
+            | ApiError::FailedPrecondition { reason, .. }
+            | ApiError::ResourceExhausted { reason, .. }
+            | ApiError::Disabled { reason, .. }
+            | ApiError::Unavailable { reason, .. }
+            | ApiError::Aborted { reason, .. }
+            | ApiError::OutOfRange { reason, .. } => reason,
+            ApiError::Unimplemented { .. } => "NOT_IMPLEMENTED",
+            ApiError::WithMetadata(inner, _) => inner.reason(),
+            ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+
     /// The one mapping from an application error to a gRPC status.
     pub fn into_status(self) -> Status {
         let mut details = ErrorDetails::new();
         let mut retry = None;
-        let (code, reason, message) = match self {
+        let (error, metadata) = match self {
+            ApiError::WithMetadata(inner, metadata) => (*inner, metadata),
+            other => (other, Vec::new()),
+        };
+        let (code, reason, message) = match error {
             ApiError::InvalidArgument(violations) => {
                 let message = match violations.as_slice() {
                     [one] => format!("invalid {}: {}", one.field, one.description),
@@ -212,6 +265,29 @@ impl ApiError {
                 retry = retry_after;
                 (Code::Unavailable, reason, message)
             }
+            ApiError::Aborted {
+                reason,
+                message,
+                retry_after,
+            } => {
+                retry = Some(retry_after);
+                (Code::Aborted, reason, message)
+            }
+            ApiError::OutOfRange {
+                reason,
+                field,
+                description,
+            } => {
+                let message = format!("invalid {field}: {description}");
+                details.add_bad_request_violation(field, description);
+                (Code::OutOfRange, reason, message)
+            }
+            ApiError::WithMetadata(inner, _) => {
+                // Nested metadata wrappers are flattened by `with_metadata`; a hand-built
+                // nest keeps its outer metadata only.
+                let status = inner.into_status();
+                (status.code(), "INTERNAL", status.message().to_owned())
+            }
             ApiError::Internal(error) => {
                 // The cause is logged here, once, and never shown to the caller.
                 tracing::error!(error = format!("{error:#}"), "internal error");
@@ -222,7 +298,14 @@ impl ApiError {
                 )
             }
         };
-        details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+        details.set_error_info(
+            reason,
+            ERROR_DOMAIN,
+            metadata
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
         if retry.is_some() {
             details.set_retry_info(retry);
         }

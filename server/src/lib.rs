@@ -15,6 +15,7 @@ pub mod mail;
 pub mod paging;
 pub mod payments;
 pub mod pending;
+pub mod providers;
 pub mod store;
 pub mod telemetry;
 pub mod verification;

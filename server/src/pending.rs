@@ -47,12 +47,6 @@ macro_rules! pending_service {
 }
 
 pending_service!(
-    /// Verifications: numbers, codes and their lifecycle.
-    PendingVerification,
-    "namaskah.v1.VerificationService",
-    "verifications: numbers, codes and live streams"
-);
-pending_service!(
     /// Plans and billing.
     PendingSubscription,
     "namaskah.v1.SubscriptionService",

@@ -179,19 +179,19 @@ async fn every_response_carries_process_time() {
 
 #[tokio::test]
 async fn rooms_not_landed_answer_unimplemented_naming_the_capability() {
-    use namaskah_proto::v1::verification_service_client::VerificationServiceClient;
+    use namaskah_proto::v1::subscription_service_client::SubscriptionServiceClient;
     let app = spawn_app().await;
     let (_, token) = app.signed_in().await;
-    let status = VerificationServiceClient::new(app.channel.clone())
-        .list_verifications(bearer(pb::ListVerificationsRequest::default(), &token))
+    let status = SubscriptionServiceClient::new(app.channel.clone())
+        .get_subscription(bearer(pb::GetSubscriptionRequest::default(), &token))
         .await
-        .expect_err("verifications have not landed");
+        .expect_err("subscriptions have not landed");
     assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
     assert!(
         status
             .message()
-            .contains("VerificationService.ListVerifications")
-            && status.message().contains("verifications"),
+            .contains("SubscriptionService.GetSubscription")
+            && status.message().contains("subscriptions"),
         "{}",
         status.message()
     );

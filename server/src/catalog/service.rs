@@ -473,6 +473,29 @@ impl Catalog {
         self.quote(principal, &service, &country).await
     }
 
+    /// A service's display name (`WhatsApp` for `whatsapp`).
+    pub async fn service_name(&self, code: &str) -> Option<String> {
+        let book = self.book().await.ok()?;
+        book.snapshot()
+            .services
+            .iter()
+            .find(|s| s.code == code)
+            .map(|s| s.display_name.clone())
+    }
+
+    /// Every country's calling code (`GB` → `+44`), for the sandbox provider's numbers.
+    pub async fn calling_codes(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, ApiError> {
+        let book = self.book().await?;
+        Ok(book
+            .snapshot()
+            .countries
+            .iter()
+            .map(|c| (c.code.clone(), c.calling_code.clone()))
+            .collect())
+    }
+
     /// The caller's price of `service` (a code) in `country` (a code).
     pub async fn quote(
         &self,

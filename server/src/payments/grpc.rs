@@ -60,11 +60,18 @@ pub fn top_up(view: TopUpView) -> pb::TopUp {
 
 pub struct WebhookApi {
     payments: Arc<Payments>,
+    verifications: Arc<crate::verification::service::Verifications>,
 }
 
 impl WebhookApi {
-    pub fn new(payments: Arc<Payments>) -> Self {
-        Self { payments }
+    pub fn new(
+        payments: Arc<Payments>,
+        verifications: Arc<crate::verification::service::Verifications>,
+    ) -> Self {
+        Self {
+            payments,
+            verifications,
+        }
     }
 }
 
@@ -93,10 +100,19 @@ impl WebhookService for WebhookApi {
             .into_iter()
             .map(|h| (h.name.to_ascii_lowercase(), h.value))
             .collect();
-        let outcome = self
-            .payments
-            .receive_webhook(source, &headers, &r.body)
-            .await?;
+        // Payment gateways to the payments room; number providers to the verifications room.
+        let outcome = match source {
+            WebhookSource::TextVerified => {
+                self.verifications
+                    .receive_textverified_webhook(&headers, &r.body)
+                    .await?
+            }
+            _ => {
+                self.payments
+                    .receive_webhook(source, &headers, &r.body)
+                    .await?
+            }
+        };
         Ok(Response::new(pb::ReceiveWebhookResponse {
             accepted: outcome.accepted,
             related_resource: outcome.related_resource,
@@ -106,12 +122,21 @@ impl WebhookService for WebhookApi {
 
 pub struct SandboxApi {
     payments: Arc<Payments>,
+    verifications: Arc<crate::verification::service::Verifications>,
     enabled: bool,
 }
 
 impl SandboxApi {
-    pub fn new(payments: Arc<Payments>, enabled: bool) -> Self {
-        Self { payments, enabled }
+    pub fn new(
+        payments: Arc<Payments>,
+        verifications: Arc<crate::verification::service::Verifications>,
+        enabled: bool,
+    ) -> Self {
+        Self {
+            payments,
+            verifications,
+            enabled,
+        }
     }
 }
 
@@ -119,15 +144,29 @@ impl SandboxApi {
 impl SandboxService for SandboxApi {
     async fn inject_sms(
         &self,
-        _request: Request<pb::InjectSmsRequest>,
+        request: Request<pb::InjectSmsRequest>,
     ) -> Result<Response<pb::InjectSmsResponse>, Status> {
         if !self.enabled {
             return Err(sandbox_disabled().into());
         }
-        Err(ApiError::Unimplemented {
-            capability: "namaskah.v1.SandboxService.InjectSms (verifications)".to_owned(),
-        }
-        .into())
+        let principal = caller(&request)?.clone();
+        let r = request.into_inner();
+        let received_at = match r.receive_time {
+            None => None,
+            Some(t) => Some(
+                chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+                    .filter(|_| (0..1_000_000_000).contains(&t.nanos))
+                    .ok_or_else(|| ApiError::invalid("receive_time", "is not a valid timestamp"))?,
+            ),
+        };
+        let (view, ignored) = self
+            .verifications
+            .inject_sms(&principal, &r.phone_number, &r.text, &r.sender, received_at)
+            .await?;
+        Ok(Response::new(pb::InjectSmsResponse {
+            verification: Some(view.to_proto()),
+            ignored,
+        }))
     }
 
     async fn complete_payment(

@@ -272,6 +272,21 @@ async fn settle(
     }
 }
 
+/// The wallet line (`transactions/{id}`) of the entry that gave the hold for `reference`
+/// back, if it was released.
+pub async fn release_line(
+    conn: &impl ConnectionTrait,
+    reference: &str,
+    user: Uuid,
+) -> Result<Option<Uuid>, LedgerError> {
+    match entry_by_key(conn, &format!("settle:{reference}")).await? {
+        Some(entry) if entry.kind == EntryKind::VerificationRefund.as_str() => {
+            wallet_line(conn, entry.id, user).await
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Makes a hold's charge final (an SMS arrived): holds → revenue.
 pub async fn capture(
     txn: &DatabaseTransaction,

@@ -16,7 +16,9 @@ use sea_orm::{ConnectionTrait, Database};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
+pub mod fivesim;
 pub mod paystack;
+pub mod textverified;
 
 pub const PASSWORD: &str = "correct horse 42";
 
@@ -491,5 +493,122 @@ pub fn usd(minor_units: i64) -> pb::Money {
     pb::Money {
         currency_code: "USD".into(),
         minor_units,
+    }
+}
+
+impl TestApp {
+    pub fn verifications(
+        &self,
+    ) -> namaskah_proto::v1::verification_service_client::VerificationServiceClient<Channel> {
+        namaskah_proto::v1::verification_service_client::VerificationServiceClient::new(
+            self.channel.clone(),
+        )
+    }
+
+    pub fn sandbox(
+        &self,
+    ) -> namaskah_proto::v1::sandbox_service_client::SandboxServiceClient<Channel> {
+        namaskah_proto::v1::sandbox_service_client::SandboxServiceClient::new(self.channel.clone())
+    }
+
+    /// A verified account whose wallet holds `minor_units` USD cents, credited through a
+    /// sandbox top-up and its signed webhook; returns its access token.
+    pub async fn funded(&self, minor_units: i64) -> String {
+        let (_, token) = self.verified().await;
+        let top_up = self.top_up(&token, minor_units).await;
+        self.sandbox()
+            .complete_payment(bearer(
+                pb::CompletePaymentRequest {
+                    reference: top_up.reference,
+                    outcome: 0,
+                    paid_amount: None,
+                },
+                &token,
+            ))
+            .await
+            .expect("complete the sandbox payment");
+        assert_eq!(self.balance(&token).await, minor_units);
+        token
+    }
+
+    /// Buys a number (`service` in `country`) with a fresh request id.
+    pub async fn buy(
+        &self,
+        token: &str,
+        service: &str,
+        country: &str,
+    ) -> Result<pb::Verification, Status> {
+        self.verifications()
+            .create_verification(bearer(
+                pb::CreateVerificationRequest {
+                    service: service.into(),
+                    country: country.into(),
+                    max_price: None,
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner().verification.expect("a verification"))
+    }
+
+    /// The caller's money held for verifications, in cents.
+    pub async fn held(&self, token: &str) -> i64 {
+        self.wallet()
+            .get_balance(bearer(pb::GetBalanceRequest {}, token))
+            .await
+            .expect("balance")
+            .into_inner()
+            .held
+            .map_or(0, |m| m.minor_units)
+    }
+
+    pub async fn get_verification(&self, token: &str, name: &str) -> pb::Verification {
+        self.verifications()
+            .get_verification(bearer(
+                pb::GetVerificationRequest { name: name.into() },
+                token,
+            ))
+            .await
+            .expect("get verification")
+            .into_inner()
+            .verification
+            .expect("a verification")
+    }
+
+    /// Delivers an SMS to a sandbox number through `SandboxService.InjectSms`.
+    pub async fn inject(
+        &self,
+        token: &str,
+        phone_number: &str,
+        text: &str,
+        receive_time: Option<prost_types::Timestamp>,
+    ) -> Result<pb::InjectSmsResponse, Status> {
+        self.sandbox()
+            .inject_sms(bearer(
+                pb::InjectSmsRequest {
+                    phone_number: phone_number.into(),
+                    text: text.into(),
+                    sender: String::new(),
+                    receive_time,
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// The status of a verification as the enum.
+pub fn status_of(v: &pb::Verification) -> pb::VerificationStatus {
+    pb::VerificationStatus::try_from(v.status).expect("a known status")
+}
+
+/// A timestamp `offset_ms` milliseconds from now.
+pub fn timestamp_in(offset_ms: i64) -> prost_types::Timestamp {
+    let t = chrono::Utc::now() + chrono::Duration::milliseconds(offset_ms);
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
     }
 }

@@ -1,0 +1,436 @@
+//! Storage of verifications, their messages and events.
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::domain::Status;
+use super::entities::{verification_events, verification_messages, verifications};
+use crate::error::StoreError;
+
+pub type Row = verifications::Model;
+pub type Message = verification_messages::Model;
+pub type Event = verification_events::Model;
+
+/// Inserts a new verification unless the account already used its request id; returns
+/// whether it was inserted.
+pub async fn insert(conn: &impl ConnectionTrait, row: Row) -> Result<bool, StoreError> {
+    let inserted = verifications::Entity::insert(row.into_active_model())
+        .on_conflict(
+            OnConflict::columns([
+                verifications::Column::UserId,
+                verifications::Column::RequestId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+pub async fn by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Row>, StoreError> {
+    Ok(verifications::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The caller's verification, or none (another account's is none too).
+pub async fn owned(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+    id: Uuid,
+) -> Result<Option<Row>, StoreError> {
+    Ok(verifications::Entity::find_by_id(id)
+        .filter(verifications::Column::UserId.eq(user))
+        .one(conn)
+        .await?)
+}
+
+pub async fn by_request(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+    request_id: &str,
+) -> Result<Option<Row>, StoreError> {
+    Ok(verifications::Entity::find()
+        .filter(verifications::Column::UserId.eq(user))
+        .filter(verifications::Column::RequestId.eq(request_id))
+        .one(conn)
+        .await?)
+}
+
+/// The rental a provider names (its webhook).
+pub async fn by_provider_ref(
+    conn: &impl ConnectionTrait,
+    provider: &str,
+    provider_ref: &str,
+) -> Result<Option<Row>, StoreError> {
+    Ok(verifications::Entity::find()
+        .filter(verifications::Column::Provider.eq(provider))
+        .filter(verifications::Column::ProviderRef.eq(provider_ref))
+        .order_by_desc(verifications::Column::CreatedAt)
+        .one(conn)
+        .await?)
+}
+
+/// The caller's most recent sandbox verification holding `phone_number`.
+pub async fn latest_sandbox_with_number(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+    phone_number: &str,
+) -> Result<Option<Row>, StoreError> {
+    Ok(verifications::Entity::find()
+        .filter(verifications::Column::UserId.eq(user))
+        .filter(verifications::Column::PhoneNumber.eq(phone_number))
+        .filter(verifications::Column::Provider.eq("sandbox"))
+        .order_by_desc(verifications::Column::CreatedAt)
+        .order_by_desc(verifications::Column::Id)
+        .one(conn)
+        .await?)
+}
+
+/// Applies a decided change if nobody changed the row since it was read at `sequence`;
+/// returns whether it was applied.
+pub async fn advance(
+    conn: &impl ConnectionTrait,
+    row: Row,
+    read_at_sequence: i64,
+) -> Result<bool, StoreError> {
+    let id = row.id;
+    let mut model = row.into_active_model();
+    // Every column as decided; the id stays.
+    for column in [
+        verifications::Column::Status,
+        verifications::Column::ChargeState,
+        verifications::Column::Provider,
+        verifications::Column::ProviderRef,
+        verifications::Column::PhoneNumber,
+        verifications::Column::Code,
+        verifications::Column::FailureReason,
+        verifications::Column::RefundReason,
+        verifications::Column::RefundTransactionId,
+        verifications::Column::RefundedAt,
+        verifications::Column::LastSequence,
+        verifications::Column::UpdatedAt,
+        verifications::Column::ExpiresAt,
+        verifications::Column::EndedAt,
+        verifications::Column::NextPollAt,
+        verifications::Column::Cleanup,
+        verifications::Column::CleanupAt,
+    ] {
+        use sea_orm::ActiveModelTrait;
+        let value = model.get(column);
+        if let sea_orm::ActiveValue::Unchanged(v) = value {
+            model.set(column, v);
+        }
+    }
+    let updated = verifications::Entity::update_many()
+        .set(model)
+        .filter(verifications::Column::Id.eq(id))
+        .filter(verifications::Column::LastSequence.eq(read_at_sequence))
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Stores a message unless the same one is already stored; returns whether it was new.
+pub async fn insert_message(conn: &impl ConnectionTrait, m: Message) -> Result<bool, StoreError> {
+    let inserted = verification_messages::Entity::insert(m.into_active_model())
+        .on_conflict(
+            OnConflict::columns([
+                verification_messages::Column::VerificationId,
+                verification_messages::Column::DedupKey,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+pub async fn messages(conn: &impl ConnectionTrait, id: Uuid) -> Result<Vec<Message>, StoreError> {
+    Ok(verification_messages::Entity::find()
+        .filter(verification_messages::Column::VerificationId.eq(id))
+        .order_by_asc(verification_messages::Column::ReceivedAt)
+        .order_by_asc(verification_messages::Column::Id)
+        .all(conn)
+        .await?)
+}
+
+/// Messages of several verifications, grouped by verification (oldest first each).
+pub async fn messages_of(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<Message>>, StoreError> {
+    let mut grouped: std::collections::HashMap<Uuid, Vec<Message>> = Default::default();
+    if ids.is_empty() {
+        return Ok(grouped);
+    }
+    let all = verification_messages::Entity::find()
+        .filter(verification_messages::Column::VerificationId.is_in(ids.iter().copied()))
+        .order_by_asc(verification_messages::Column::ReceivedAt)
+        .order_by_asc(verification_messages::Column::Id)
+        .all(conn)
+        .await?;
+    for m in all {
+        grouped.entry(m.verification_id).or_default().push(m);
+    }
+    Ok(grouped)
+}
+
+pub async fn insert_events(
+    conn: &impl ConnectionTrait,
+    events: Vec<Event>,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    verification_events::Entity::insert_many(events.into_iter().map(|e| e.into_active_model()))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stored events after `after`, in order (at most `limit`).
+pub async fn events_after(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Event>, StoreError> {
+    Ok(verification_events::Entity::find()
+        .filter(verification_events::Column::VerificationId.eq(id))
+        .filter(verification_events::Column::Sequence.gt(after))
+        .order_by_asc(verification_events::Column::Sequence)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+/// One page of a customer's list, newest first, after the cursor `(created_at, id)`.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+    statuses: &[Status],
+    service: Option<&str>,
+    country: Option<&str>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: u64,
+) -> Result<Vec<Row>, StoreError> {
+    let mut query = verifications::Entity::find().filter(verifications::Column::UserId.eq(user));
+    if !statuses.is_empty() {
+        query =
+            query.filter(verifications::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
+    }
+    if let Some(service) = service {
+        query = query.filter(verifications::Column::Service.eq(service));
+    }
+    if let Some(country) = country {
+        query = query.filter(verifications::Column::Country.eq(country));
+    }
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            Condition::any()
+                .add(verifications::Column::CreatedAt.lt(created_at))
+                .add(
+                    Condition::all()
+                        .add(verifications::Column::CreatedAt.eq(created_at))
+                        .add(verifications::Column::Id.lt(id)),
+                ),
+        );
+    }
+    Ok(query
+        .order_by_desc(verifications::Column::CreatedAt)
+        .order_by_desc(verifications::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+/// The caller's verifications that have not ended, oldest first.
+pub async fn open_of(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+    limit: u64,
+) -> Result<Vec<Row>, StoreError> {
+    Ok(verifications::Entity::find()
+        .filter(verifications::Column::UserId.eq(user))
+        .filter(
+            verifications::Column::Status
+                .is_in([Status::Pending.as_str(), Status::Active.as_str()]),
+        )
+        .order_by_asc(verifications::Column::CreatedAt)
+        .order_by_asc(verifications::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+// ---- jobs ---------------------------------------------------------------------------
+
+/// Verifications whose poll is due: `(id, next_poll_at)`.
+pub async fn due_polls(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+    Ok(verifications::Entity::find()
+        .select_only()
+        .column(verifications::Column::Id)
+        .column(verifications::Column::NextPollAt)
+        .filter(verifications::Column::NextPollAt.lte(now))
+        .order_by_asc(verifications::Column::NextPollAt)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
+
+/// Takes a due poll: moves `next_poll_at` from the value read to `lease_until`, so that no
+/// other instance polls the same rental meanwhile. Returns whether this caller won it.
+pub async fn claim_poll(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    read: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let updated = verifications::Entity::update_many()
+        .col_expr(verifications::Column::NextPollAt, Expr::value(lease_until))
+        .col_expr(
+            verifications::Column::PollCount,
+            Expr::col(verifications::Column::PollCount).add(1),
+        )
+        .filter(verifications::Column::Id.eq(id))
+        .filter(verifications::Column::NextPollAt.eq(read))
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Sets the next poll (or none) if the lease is still ours.
+pub async fn schedule_poll(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    lease: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    verifications::Entity::update_many()
+        .col_expr(verifications::Column::NextPollAt, Expr::value(next))
+        .filter(verifications::Column::Id.eq(id))
+        .filter(verifications::Column::NextPollAt.eq(lease))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Verifications in `status` whose deadline (`expires_at`, or `created_at` for pending ones)
+/// passed.
+pub async fn overdue(
+    conn: &impl ConnectionTrait,
+    status: Status,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let column = match status {
+        Status::Pending => verifications::Column::CreatedAt,
+        _ => verifications::Column::ExpiresAt,
+    };
+    Ok(verifications::Entity::find()
+        .select_only()
+        .column(verifications::Column::Id)
+        .filter(verifications::Column::Status.eq(status.as_str()))
+        .filter(column.lte(before))
+        .order_by_asc(column)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
+
+/// Provider cleanups due: `(id, cleanup_at)`.
+pub async fn due_cleanups(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+    Ok(verifications::Entity::find()
+        .select_only()
+        .column(verifications::Column::Id)
+        .column(verifications::Column::CleanupAt)
+        .filter(verifications::Column::CleanupAt.lte(now))
+        .order_by_asc(verifications::Column::CleanupAt)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
+
+/// Takes a due cleanup (a lease, as for polls).
+pub async fn claim_cleanup(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    read: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let updated = verifications::Entity::update_many()
+        .col_expr(verifications::Column::CleanupAt, Expr::value(lease_until))
+        .col_expr(
+            verifications::Column::CleanupAttempts,
+            Expr::col(verifications::Column::CleanupAttempts).add(1),
+        )
+        .filter(verifications::Column::Id.eq(id))
+        .filter(verifications::Column::CleanupAt.eq(read))
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Records the outcome of a cleanup attempt, if the lease is still ours: done (`None`), or
+/// try again at `retry`.
+pub async fn finish_cleanup(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    lease: DateTime<Utc>,
+    retry: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let mut update = verifications::Entity::update_many()
+        .col_expr(verifications::Column::CleanupAt, Expr::value(retry));
+    if retry.is_none() {
+        update = update.col_expr(
+            verifications::Column::Cleanup,
+            Expr::value(Option::<String>::None),
+        );
+    }
+    update
+        .filter(verifications::Column::Id.eq(id))
+        .filter(verifications::Column::CleanupAt.eq(lease))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Completed and all ended verifications per service over a window, for success rates:
+/// `(service, completed, ended)`.
+pub async fn outcomes_since(
+    conn: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    Ok(verifications::Entity::find()
+        .select_only()
+        .column(verifications::Column::Service)
+        .column(verifications::Column::Status)
+        .column_as(verifications::Column::Id.count(), "n")
+        .filter(verifications::Column::CreatedAt.gte(since))
+        .filter(verifications::Column::Status.is_in([
+            Status::Completed.as_str(),
+            Status::Expired.as_str(),
+            Status::Failed.as_str(),
+        ]))
+        .group_by(verifications::Column::Service)
+        .group_by(verifications::Column::Status)
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
