@@ -284,8 +284,11 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(auth)
             .add_service(
-                CatalogServiceServer::new(CatalogApi::new(Arc::clone(&state.catalog)))
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                CatalogServiceServer::new(CatalogApi::new(
+                    Arc::clone(&state.catalog),
+                    Arc::new(crate::catalog::rates::SuccessRates::new(state.db.clone())),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 VerificationServiceServer::new(VerificationApi::new(

@@ -848,3 +848,76 @@ async fn a_watcher_on_one_instance_sees_an_sms_delivered_through_another() {
         pb::VerificationEventType::Completed
     );
 }
+
+#[tokio::test]
+async fn the_catalog_shows_success_rates_from_our_own_verifications() {
+    let app = spawn_app_with(&[
+        ("NAMASKAH_SANDBOX_SMS_DELAY", "off"),
+        ("NAMASKAH_JOB_INTERVAL", "100ms"),
+        ("NAMASKAH_VERIFICATION_TTL", "1s"),
+    ])
+    .await;
+    let token = app.funded(2_000).await;
+    let completed = app.buy(&token, "whatsapp", "GB").await.unwrap();
+    app.inject(
+        &token,
+        &completed.phone_number,
+        "WhatsApp code 112233",
+        None,
+    )
+    .await
+    .unwrap();
+    let cancelled = app.buy(&token, "whatsapp", "GB").await.unwrap();
+    app.verifications()
+        .cancel_verification(bearer(
+            pb::CancelVerificationRequest {
+                name: cancelled.name.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let expired = app.buy(&token, "whatsapp", "GB").await.unwrap();
+    for _ in 0..100 {
+        let v = app.get_verification(&token, &expired.name).await;
+        if status_of(&v) == pb::VerificationStatus::Expired {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut catalog =
+        namaskah_proto::v1::catalog_service_client::CatalogServiceClient::new(app.channel.clone());
+    let price = catalog
+        .get_price(bearer(
+            pb::GetPriceRequest {
+                name: "services/whatsapp/prices/GB".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .price
+        .unwrap();
+    // One completed, one expired; the cancellation is left out.
+    assert_eq!(price.recent_verification_count, 2);
+    assert_eq!(price.success_rate, Some(0.5));
+    let services = catalog
+        .list_services(bearer(
+            pb::ListServicesRequest {
+                country: "GB".into(),
+                page_size: 500,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .services;
+    let whatsapp = services.iter().find(|s| s.code == "whatsapp").unwrap();
+    assert_eq!(whatsapp.success_rate, Some(0.5));
+    let telegram = services.iter().find(|s| s.code == "telegram").unwrap();
+    assert_eq!(telegram.success_rate, None);
+    assert_eq!(telegram.recent_verification_count, 0);
+}

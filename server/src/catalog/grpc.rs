@@ -1,9 +1,7 @@
 //! `CatalogService` handlers: decode, call the catalog, encode.
 //!
 //! Success rates (`success_rate`, `recent_verification_count`) come from our own
-//! verifications of the last 24 hours. Verifications do not exist yet, so every rate is
-//! left unset — the contract's "there were none" — with a count of 0, rather than a
-//! number we made up. They arrive with the verification lifecycle.
+//! verifications of the last 24 hours (see [`super::rates`]); unset when there were none.
 use std::sync::Arc;
 
 use namaskah_proto::v1 as pb;
@@ -11,6 +9,7 @@ use namaskah_proto::v1::catalog_service_server::CatalogService;
 use tonic::{Request, Response, Status};
 
 use super::domain::{Availability, CURRENCY, CountryListing, PriceQuote, ServiceListing};
+use super::rates::{SuccessRates, Tally};
 use super::service::{Catalog, ListQuery};
 use crate::authn::optional_caller;
 use crate::convert::timestamp;
@@ -18,11 +17,12 @@ use crate::identity::domain::Plan;
 
 pub struct CatalogApi {
     catalog: Arc<Catalog>,
+    rates: Arc<SuccessRates>,
 }
 
 impl CatalogApi {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    pub fn new(catalog: Arc<Catalog>, rates: Arc<SuccessRates>) -> Self {
+        Self { catalog, rates }
     }
 }
 
@@ -55,7 +55,7 @@ fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-fn service(listing: ServiceListing) -> pb::Service {
+fn service(listing: ServiceListing, tally: Tally) -> pb::Service {
     let (price, price_country) = match listing.price {
         Some((price, country)) => (Some(money(price)), format!("countries/{country}")),
         None => (None, String::new()),
@@ -68,8 +68,8 @@ fn service(listing: ServiceListing) -> pb::Service {
         price_country,
         availability: availability(listing.availability),
         country_count: count(listing.country_count),
-        success_rate: None,
-        recent_verification_count: 0,
+        success_rate: tally.rate(),
+        recent_verification_count: tally.counted,
     }
 }
 
@@ -85,7 +85,7 @@ fn country(listing: CountryListing) -> pb::Country {
     }
 }
 
-fn price(quote: PriceQuote) -> pb::Price {
+fn price(quote: PriceQuote, tally: Tally) -> pb::Price {
     pb::Price {
         name: format!("services/{}/prices/{}", quote.service, quote.country),
         service: format!("services/{}", quote.service),
@@ -96,8 +96,8 @@ fn price(quote: PriceQuote) -> pb::Price {
         discount_basis_points: i32::try_from(quote.discount_basis_points).unwrap_or(0),
         availability: availability(quote.availability),
         available_numbers: quote.available_numbers.map(i64::from),
-        success_rate: None,
-        recent_verification_count: 0,
+        success_rate: tally.rate(),
+        recent_verification_count: tally.counted,
         update_time: Some(timestamp(quote.updated_at)),
     }
 }
@@ -121,8 +121,21 @@ impl CatalogService for CatalogApi {
                 },
             )
             .await?;
+        let rates = self
+            .rates
+            .get()
+            .await
+            .map_err(crate::error::ApiError::from)?;
+        let country = super::domain::country_ref("country", &r.country)?;
         Ok(Response::new(pb::ListServicesResponse {
-            services: page.items.into_iter().map(service).collect(),
+            services: page
+                .items
+                .into_iter()
+                .map(|listing| {
+                    let tally = rates.service(&listing.code, country.as_deref());
+                    service(listing, tally)
+                })
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -158,8 +171,14 @@ impl CatalogService for CatalogApi {
             .catalog
             .price(optional_caller(&request), &request.get_ref().name)
             .await?;
+        let rates = self
+            .rates
+            .get()
+            .await
+            .map_err(crate::error::ApiError::from)?;
+        let tally = rates.price(&quote.service, &quote.country);
         Ok(Response::new(pb::GetPriceResponse {
-            price: Some(price(quote)),
+            price: Some(price(quote, tally)),
         }))
     }
 }

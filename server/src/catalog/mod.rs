@@ -4,6 +4,7 @@ pub mod domain;
 pub mod entities;
 pub mod grpc;
 pub mod inventory;
+pub mod rates;
 pub mod repo;
 pub mod seed;
 pub mod service;

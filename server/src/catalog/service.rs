@@ -20,8 +20,8 @@
 //! cache's near copy) and no JSON decoding. If the cache is unreachable, requests read the
 //! database directly.
 //!
-//! Availability comes from the [`Inventory`] on every request; success rates are not
-//! cached because they do not exist yet (see [`CatalogApi`](super::grpc::CatalogApi)).
+//! Availability comes from the [`Inventory`] on every request; success rates from
+//! [`super::rates`], a tally of the last day's verifications kept for a minute.
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 

@@ -411,24 +411,26 @@ pub async fn finish_cleanup(
     Ok(())
 }
 
-/// Completed and all ended verifications per service over a window, for success rates:
-/// `(service, completed, ended)`.
+/// Verification outcomes since `since`, for success rates: `(service, country, status,
+/// count)` for `COMPLETED`, `EXPIRED` and `FAILED` verifications created since then.
 pub async fn outcomes_since(
     conn: &impl ConnectionTrait,
     since: DateTime<Utc>,
-) -> Result<Vec<(String, String, i64)>, StoreError> {
+) -> Result<Vec<(String, String, String, i64)>, StoreError> {
     Ok(verifications::Entity::find()
         .select_only()
         .column(verifications::Column::Service)
+        .column(verifications::Column::Country)
         .column(verifications::Column::Status)
         .column_as(verifications::Column::Id.count(), "n")
-        .filter(verifications::Column::CreatedAt.gte(since))
         .filter(verifications::Column::Status.is_in([
             Status::Completed.as_str(),
             Status::Expired.as_str(),
             Status::Failed.as_str(),
         ]))
+        .filter(verifications::Column::CreatedAt.gte(since))
         .group_by(verifications::Column::Service)
+        .group_by(verifications::Column::Country)
         .group_by(verifications::Column::Status)
         .into_tuple()
         .all(conn)
