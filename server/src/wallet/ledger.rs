@@ -78,6 +78,32 @@ async fn account_id(conn: &impl ConnectionTrait, account: AccountRef) -> Result<
         .ok_or_else(|| LedgerError::Store(crate::error::StoreError::Corrupt(code)))
 }
 
+/// The ids of `accounts` by code, creating any that do not exist yet (one read when they
+/// all do).
+async fn account_ids(
+    conn: &impl ConnectionTrait,
+    accounts: &[AccountRef],
+) -> Result<std::collections::HashMap<String, Uuid>, LedgerError> {
+    let codes: Vec<String> = accounts.iter().map(AccountRef::code).collect();
+    let found: Vec<(Uuid, String)> = ledger_accounts::Entity::find()
+        .select_only()
+        .column(ledger_accounts::Column::Id)
+        .column(ledger_accounts::Column::Code)
+        .filter(ledger_accounts::Column::Code.is_in(codes.iter().cloned()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut ids: std::collections::HashMap<String, Uuid> =
+        found.into_iter().map(|(id, code)| (code, id)).collect();
+    for (account, code) in accounts.iter().zip(codes) {
+        if !ids.contains_key(&code) {
+            let id = account_id(conn, *account).await?;
+            ids.insert(code, id);
+        }
+    }
+    Ok(ids)
+}
+
 async fn find_account(
     conn: &impl ConnectionTrait,
     code: &str,
@@ -130,17 +156,24 @@ pub async fn post(
         return Ok(Posted::Already(existing.id));
     }
 
-    // Resolve accounts, then touch them in id order: concurrent entries lock rows in the
-    // same order and cannot deadlock.
+    // Resolve the accounts in one read, then touch them in id order: concurrent entries
+    // lock rows in the same order and cannot deadlock.
+    let accounts: Vec<AccountRef> = postings.iter().map(|p| p.account).collect();
+    let ids = account_ids(txn, &accounts).await?;
     let mut lines = Vec::with_capacity(postings.len());
     for posting in postings {
-        lines.push((account_id(txn, posting.account).await?, *posting));
+        let id = ids.get(&posting.account.code()).copied().ok_or_else(|| {
+            LedgerError::Store(crate::error::StoreError::Corrupt(posting.account.code()))
+        })?;
+        lines.push((id, *posting));
     }
     lines.sort_by_key(|(id, _)| *id);
+    let mut rows = Vec::with_capacity(lines.len());
     for (account, posting) in lines {
         let balance_after = if posting.account.kind.is_customer() {
             // The condition keeps a customer's account at or above zero, whatever runs
-            // concurrently: the row lock serialises movements of one wallet.
+            // concurrently: the row lock serialises movements of one wallet. The new
+            // balance comes back from the same statement.
             let updated = ledger_accounts::Entity::update_many()
                 .col_expr(
                     ledger_accounts::Column::Balance,
@@ -153,22 +186,16 @@ pub async fn post(
                         .add(posting.amount)
                         .gte(0),
                 )
-                .exec(txn)
+                .exec_with_returning(txn)
                 .await?;
-            if updated.rows_affected != 1 {
-                return Err(LedgerError::InsufficientFunds);
+            match updated.first() {
+                Some(row) => Some(row.balance),
+                None => return Err(LedgerError::InsufficientFunds),
             }
-            let balance: Option<i64> = ledger_accounts::Entity::find_by_id(account)
-                .select_only()
-                .column(ledger_accounts::Column::Balance)
-                .into_tuple()
-                .one(txn)
-                .await?;
-            balance
         } else {
             None
         };
-        journal_lines::Entity::insert(
+        rows.push(
             journal_lines::Model {
                 id: Uuid::now_v7(),
                 entry_id,
@@ -178,10 +205,11 @@ pub async fn post(
                 created_at: now,
             }
             .into_active_model(),
-        )
+        );
+    }
+    journal_lines::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
-    }
     Ok(Posted::Now(entry_id))
 }
 
