@@ -921,3 +921,48 @@ async fn the_catalog_shows_success_rates_from_our_own_verifications() {
     assert_eq!(telegram.success_rate, None);
     assert_eq!(telegram.recent_verification_count, 0);
 }
+
+#[tokio::test]
+async fn two_instances_running_the_jobs_refund_each_expiry_once() {
+    let a = spawn_app_with(&[
+        ("NAMASKAH_SANDBOX_SMS_DELAY", "off"),
+        ("NAMASKAH_JOB_INTERVAL", "50ms"),
+        ("NAMASKAH_VERIFICATION_TTL", "1s"),
+    ])
+    .await;
+    let b = a.spawn_peer().await;
+    let token = a.funded(5_000).await;
+    let mut bought = Vec::new();
+    for i in 0..16 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        bought.push(app.buy(&token, "line", "JP").await.unwrap());
+    }
+    let all_ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let active = scalar(
+                &a.state.db,
+                "SELECT COUNT(*) FROM verifications WHERE status = 'active'",
+            )
+            .await;
+            if active == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(all_ended.is_ok(), "every verification expires");
+    for v in &bought {
+        let end = a.get_verification(&token, &v.name).await;
+        assert_eq!(status_of(&end), pb::VerificationStatus::Expired);
+        assert_eq!(settlements(&a, &id_of(v)).await, 1);
+    }
+    let expired_events = scalar(
+        &a.state.db,
+        "SELECT COUNT(*) FROM verification_events WHERE kind = 'expired'",
+    )
+    .await;
+    assert_eq!(expired_events, 16, "one EXPIRED event per verification");
+    assert_eq!(a.balance(&token).await, 5_000);
+    assert_books_balance(&a.state.db).await;
+}

@@ -154,6 +154,12 @@ pub trait Provider: Send + Sync + 'static {
     /// static mapping: no network call).
     fn serves(&self, service: &str, country: &str) -> bool;
 
+    /// Whether renting again with the same [`NumberRequest::idempotency_key`] returns the
+    /// rental a timed-out call may have made (so it can be found and given back).
+    fn idempotent_rent(&self) -> bool {
+        false
+    }
+
     /// Rents a number.
     async fn rent(&self, request: &NumberRequest<'_>) -> Result<Rental, ProviderError>;
 

@@ -82,6 +82,18 @@ impl Router {
         self.providers.iter().map(|p| p.name()).collect()
     }
 
+    /// The first provider whose rent timed out and that can be asked again safely (an
+    /// idempotent create): the rental it may have made must be found and given back.
+    pub fn to_recover(&self, exhausted: &Exhausted) -> Option<&'static str> {
+        exhausted
+            .attempts
+            .iter()
+            .find(|(name, error)| {
+                error.outcome_unknown() && self.by_name(name).is_some_and(|p| p.idempotent_rent())
+            })
+            .map(|(name, _)| *name)
+    }
+
     pub fn by_name(&self, name: &str) -> Option<Arc<dyn Provider>> {
         self.providers.iter().find(|p| p.name() == name).cloned()
     }

@@ -445,6 +445,11 @@ impl Provider for TextVerified {
         "textverified"
     }
 
+    fn idempotent_rent(&self) -> bool {
+        // Creation carries an `Idempotency-Key`: the same key returns the same rental.
+        true
+    }
+
     fn serves(&self, service: &str, country: &str) -> bool {
         country == COUNTRY && service_name(service).is_some()
     }

@@ -142,6 +142,9 @@ impl RefundReason {
 pub enum Cleanup {
     /// Give the number back (no SMS): the provider refunds us.
     Cancel,
+    /// Renting timed out, so the provider may have rented a number we never heard of: ask
+    /// again with the same idempotency key, and give back whatever it returns.
+    Recover,
     /// The code arrived: close the order.
     Finish,
 }
@@ -150,6 +153,7 @@ impl Cleanup {
     pub fn as_str(self) -> &'static str {
         match self {
             Cleanup::Cancel => "cancel",
+            Cleanup::Recover => "recover",
             Cleanup::Finish => "finish",
         }
     }
@@ -157,6 +161,7 @@ impl Cleanup {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "cancel" => Some(Cleanup::Cancel),
+            "recover" => Some(Cleanup::Recover),
             "finish" => Some(Cleanup::Finish),
             _ => None,
         }
@@ -218,6 +223,10 @@ pub enum Money {
     Capture,
     Release(RefundReason),
 }
+
+/// How far before a verification's creation a message may be dated and still be taken as
+/// its own: providers round message times down to the second, and clocks differ.
+pub const SMS_CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 /// The decided transition: the new status (if it changes), the events to append in order,
 /// the money movement, and what the provider must be told.
@@ -324,8 +333,13 @@ pub fn decide(facts: Facts, change: &Change, now: DateTime<Utc>) -> Decision {
         }
         (Change::Expire, _) => Decision::Nothing,
         // Numbers are recycled: a message from before this verification belongs to someone
-        // else.
-        (Change::Sms { received_at }, _) if *received_at < facts.created_at => Decision::Nothing,
+        // else. Providers date messages to the second (5sim) and their clocks drift: a
+        // message within the tolerance of the creation is ours.
+        (Change::Sms { received_at }, _)
+            if *received_at + SMS_CLOCK_TOLERANCE < facts.created_at =>
+        {
+            Decision::Nothing
+        }
         (Change::Sms { .. }, Pending) => Decision::Nothing,
         (Change::Sms { received_at }, Active) => {
             match facts.expires_at {
@@ -477,8 +491,16 @@ mod tests {
     fn old_messages_are_ignored_and_late_ones_are_free() {
         let f = facts(Status::Active);
         let before = Change::Sms {
-            received_at: f.created_at - Duration::seconds(1),
+            received_at: f.created_at - Duration::seconds(3),
         };
+        // Dated to the second, in the second the verification was created: ours.
+        let same_second = Change::Sms {
+            received_at: f.created_at - Duration::milliseconds(900),
+        };
+        assert!(matches!(
+            decide(f, &same_second, Utc::now()),
+            Decision::Apply(_)
+        ));
         assert_eq!(decide(f, &before, Utc::now()), Decision::Nothing);
         let late = Change::Sms {
             received_at: f.expires_at.unwrap() + Duration::seconds(1),

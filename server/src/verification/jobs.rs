@@ -79,7 +79,10 @@ pub async fn expire(verifications: &Verifications) -> anyhow::Result<usize> {
         match verifications
             .apply(
                 id,
-                Input::Fail(super::domain::FailureReason::ProviderTimeout),
+                Input::Fail {
+                    reason: super::domain::FailureReason::ProviderTimeout,
+                    recover: None,
+                },
             )
             .await
         {
@@ -213,14 +216,33 @@ async fn cleanup_one(
         .provider
         .as_deref()
         .and_then(|name| verifications.router().by_name(name));
-    let (Some(what), Some(provider), Some(rental)) = (what, provider, row.provider_ref.as_deref())
-    else {
+    let (Some(what), Some(provider)) = (what, provider) else {
         repo::finish_cleanup(db, id, lease, None).await?;
         return Ok(());
     };
-    let result = match what {
-        Cleanup::Finish => provider.finish(rental).await,
-        Cleanup::Cancel => match provider.cancel(rental).await {
+    let result = match (what, row.provider_ref.as_deref()) {
+        (Cleanup::Recover, _) => {
+            // Ask again with the same key: the provider returns the rental the timed-out
+            // call made (or makes one now), and it goes straight back.
+            let key = row.id.to_string();
+            let request = crate::providers::NumberRequest {
+                service: &row.service,
+                country: &row.country,
+                idempotency_key: &key,
+            };
+            match provider.rent(&request).await {
+                Ok(rental) => {
+                    tracing::info!(%id, provider = provider.name(), rental = %rental.provider_ref, "recovered a rental from a timed-out call; giving it back");
+                    provider.cancel(&rental.provider_ref).await
+                }
+                // Nothing was rented (and none can be now): nothing to give back.
+                Err(ProviderError::NoNumbers | ProviderError::Unsupported) => Ok(()),
+                Err(error) => Err(error),
+            }
+        }
+        (_, None) => Ok(()),
+        (Cleanup::Finish, Some(rental)) => provider.finish(rental).await,
+        (Cleanup::Cancel, Some(rental)) => match provider.cancel(rental).await {
             // Too late to cancel (the provider already closed it its own way): report the
             // number instead, which is how providers refund a number that brought no code.
             Err(ProviderError::Refused(why)) => {

@@ -117,7 +117,12 @@ pub enum Input {
         provider: &'static str,
         rental: Rental,
     },
-    Fail(FailureReason),
+    /// No provider could serve it; `recover` names a provider whose rent timed out and
+    /// must be asked again (with the same key) so a number it may have rented is returned.
+    Fail {
+        reason: FailureReason,
+        recover: Option<&'static str>,
+    },
     Cancel,
     Expire,
     Sms(Incoming),
@@ -314,7 +319,7 @@ impl Verifications {
                 retry_after: IN_PROGRESS_RETRY,
             }
             .with_metadata("verification", domain::name(existing.id))),
-            Some(Status::Failed) if existing.provider.is_none() => Err(failed_error(&existing)),
+            Some(Status::Failed) if existing.phone_number.is_none() => Err(failed_error(&existing)),
             _ => self.view(existing).await,
         }
     }
@@ -458,7 +463,7 @@ impl Verifications {
         match tokio::time::timeout(self.settings.create_wait, attempt).await {
             Ok(Ok(Ok(applied))) => {
                 if Status::parse(&applied.view.row.status) == Some(Status::Failed)
-                    && applied.view.row.provider.is_none()
+                    && applied.view.row.phone_number.is_none()
                 {
                     return Err(failed_error(&applied.view.row));
                 }
@@ -486,7 +491,10 @@ impl Verifications {
         };
         let input = match self.router.rent(&request).await {
             Ok((provider, rental)) => Input::Assign { provider, rental },
-            Err(exhausted) => Input::Fail(exhausted.reason()),
+            Err(exhausted) => Input::Fail {
+                reason: exhausted.reason(),
+                recover: self.router.to_recover(&exhausted),
+            },
         };
         self.apply(id, input).await
     }
@@ -509,7 +517,7 @@ impl Verifications {
             };
             let change = match &input {
                 Input::Assign { .. } => Change::Assign,
-                Input::Fail(reason) => Change::Fail(*reason),
+                Input::Fail { reason, .. } => Change::Fail(*reason),
                 Input::Cancel => Change::Cancel,
                 Input::Expire => Change::Expire,
                 Input::Sms(sms) => Change::Sms {
@@ -629,8 +637,13 @@ impl Verifications {
                     .get_or_insert_with(|| rental.phone_number.clone());
             }
         }
-        if let Input::Fail(reason) = input {
+        if let Input::Fail { reason, recover } = input {
             row.failure_reason = Some(reason.as_str().to_owned());
+            if let Some(provider) = recover {
+                row.provider = Some((*provider).to_owned());
+                row.cleanup = Some(Cleanup::Recover.as_str().to_owned());
+                row.cleanup_at = Some(now);
+            }
         }
         if let Some(to) = t.to {
             row.status = to.as_str().to_owned();

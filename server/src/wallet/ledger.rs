@@ -96,9 +96,8 @@ async fn account_ids(
     let mut ids: std::collections::HashMap<String, Uuid> =
         found.into_iter().map(|(id, code)| (code, id)).collect();
     for (account, code) in accounts.iter().zip(codes) {
-        if !ids.contains_key(&code) {
-            let id = account_id(conn, *account).await?;
-            ids.insert(code, id);
+        if let std::collections::hash_map::Entry::Vacant(slot) = ids.entry(code) {
+            slot.insert(account_id(conn, *account).await?);
         }
     }
     Ok(ids)
