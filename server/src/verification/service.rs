@@ -723,7 +723,10 @@ impl Verifications {
                 mid.updated_at = now;
                 (mid, messages.as_slice())
             } else {
-                (row.clone(), without_new.as_slice())
+                // A change before the message (EXPIRED, then the late SMS): without it.
+                let mut mid = row.clone();
+                mid.code = before.code.clone();
+                (mid, without_new.as_slice())
             };
             let message = (*kind == EventKind::SmsReceived)
                 .then_some(new_message.as_ref())
