@@ -459,7 +459,7 @@ impl Verifications {
         // Ask the providers in a task of its own, so that a caller who hangs up does not
         // leave the verification half-bought; wait for it up to `create_wait`.
         let this = Arc::clone(self);
-        let attempt = tokio::spawn(async move { this.rent(id, &service, &country).await });
+        let attempt = tokio::spawn(async move { this.rent(row, &service, &country).await });
         match tokio::time::timeout(self.settings.create_wait, attempt).await {
             Ok(Ok(Ok(applied))) => {
                 if Status::parse(&applied.view.row.status) == Some(Status::Failed)
@@ -482,7 +482,8 @@ impl Verifications {
     }
 
     /// Asks the providers for a number and records the answer.
-    async fn rent(&self, id: Uuid, service: &str, country: &str) -> Result<Applied, ApiError> {
+    async fn rent(&self, created: Row, service: &str, country: &str) -> Result<Applied, ApiError> {
+        let id = created.id;
         let key = id.to_string();
         let request = NumberRequest {
             service,
@@ -496,17 +497,33 @@ impl Verifications {
                 recover: self.router.to_recover(&exhausted),
             },
         };
-        self.apply(id, input).await
+        // The row as created is usually still current: no need to read it back.
+        self.apply_to(id, input, Some(created)).await
     }
 
     /// Applies one change to a verification: decides against the stored state, writes with
     /// a conditional update on its sequence number (retrying if another change won), moves
     /// the money and stores the events in the same transaction, then publishes them.
     pub async fn apply(&self, id: Uuid, input: Input) -> Result<Applied, ApiError> {
+        self.apply_to(id, input, None).await
+    }
+
+    /// [`Self::apply`], starting from a row the caller already holds (saving a read when
+    /// it is still current; if it is not, the conditional update fails and the row is read
+    /// again).
+    async fn apply_to(
+        &self,
+        id: Uuid,
+        input: Input,
+        mut known: Option<Row>,
+    ) -> Result<Applied, ApiError> {
         for _ in 0..MAX_ATTEMPTS {
             let now = Utc::now().trunc_subsecs(6);
             let txn = self.db.begin().await.map_err(StoreError::from)?;
-            let row = repo::by_id(&txn, id).await?.ok_or_else(not_found)?;
+            let row = match known.take() {
+                Some(row) => row,
+                None => repo::by_id(&txn, id).await?.ok_or_else(not_found)?,
+            };
             let status = Status::parse(&row.status).ok_or_else(|| {
                 StoreError::Corrupt(format!("verification status {}", row.status))
             })?;
