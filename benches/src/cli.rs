@@ -10,6 +10,10 @@ use crate::duration::parse_duration;
 use crate::ledger::{DEFAULT_MAX_HOLD, DEFAULT_WALLET_FUNDS, DEFAULT_WALLETS, LedgerOptions};
 use crate::runner::{Bound, LoadPlan};
 use crate::scenario::{Account, Credentials, Scenario};
+use crate::verifications::{
+    DEFAULT_CANCEL, DEFAULT_COUNTRY, DEFAULT_SERVICE, DEFAULT_STREAMS, DEFAULT_TOP_UP,
+    DEFAULT_VERIFICATIONS, VerificationOptions,
+};
 
 /// Load driver for the Namaskah gRPC API: runs a named scenario with N connections and M
 /// calls in flight for a fixed time or number of calls, then prints RPS, latency
@@ -111,6 +115,54 @@ pub struct Cli {
     /// ledger: the largest hold, in cents (each hold is 1 to this, at random).
     #[arg(long, default_value_t = DEFAULT_MAX_HOLD, value_name = "CENTS")]
     pub max_hold: i64,
+
+    /// Verification scenarios: the server's mail sink file (its NAMASKAH_MAIL_SINK), where
+    /// the set-up reads each new account's email verification link.
+    #[arg(long, env = "NAMASKAH_MAIL_SINK", value_name = "PATH")]
+    pub mail_sink: Option<PathBuf>,
+
+    /// Verification scenarios: accounts to set up (register, verify, log in, API key, top
+    /// up). Default: one per worker (--concurrency); watch_streams: 10.
+    #[arg(long, value_name = "N")]
+    pub accounts: Option<usize>,
+
+    /// Verification scenarios: cents per sandbox top-up of each account.
+    #[arg(long, default_value_t = DEFAULT_TOP_UP, value_name = "CENTS")]
+    pub top_up: i64,
+
+    /// Verification scenarios: top-ups per account.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub top_ups: u32,
+
+    /// Verification scenarios: the service to buy numbers for.
+    #[arg(long, default_value = DEFAULT_SERVICE, value_name = "CODE")]
+    pub service: String,
+
+    /// Verification scenarios: the country of the numbers.
+    #[arg(long, default_value = DEFAULT_COUNTRY, value_name = "CODE")]
+    pub country: String,
+
+    /// get_verification, watch_streams: verifications bought in the set-up (spread over
+    /// the accounts), then read or watched.
+    #[arg(long, default_value_t = DEFAULT_VERIFICATIONS, value_name = "N")]
+    pub verifications: usize,
+
+    /// watch_streams: streams to open and hold (spread over --connections; --concurrency
+    /// of them opening at once; held for --duration).
+    #[arg(long, default_value_t = DEFAULT_STREAMS, value_name = "N")]
+    pub streams: usize,
+
+    /// watch_streams: verifications cancelled at the end, whose watchers must each receive
+    /// CANCELLED.
+    #[arg(long, default_value_t = DEFAULT_CANCEL, value_name = "N")]
+    pub cancel: usize,
+
+    /// Verification scenarios: the server's process id (on this machine). watch_streams
+    /// reads its memory (VmRSS) from /proc/<pid>/status before and while the streams are
+    /// open; create_verification and get_verification report the CPU time per call of the
+    /// server, of PostgreSQL (local postgres processes) and of the whole machine.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 /// The default length of a run bounded by neither --duration nor --total.
@@ -151,6 +203,29 @@ impl Cli {
             wallets: self.wallets,
             wallet_funds: self.wallet_funds,
             max_hold: self.max_hold,
+        };
+        options.check()?;
+        Ok(options)
+    }
+
+    /// The verification scenarios' options, checked.
+    pub fn verification_options(&self) -> anyhow::Result<VerificationOptions> {
+        if self.setup_only {
+            bail!(
+                "--setup-only is not for the verification scenarios; they set up their accounts on every run"
+            );
+        }
+        let options = VerificationOptions {
+            mail_sink: self.mail_sink.clone().unwrap_or_default(),
+            accounts: self.accounts,
+            top_up: self.top_up,
+            top_ups: self.top_ups,
+            service: self.service.clone(),
+            country: self.country.clone(),
+            verifications: self.verifications,
+            streams: self.streams,
+            cancel: self.cancel,
+            server_pid: self.server_pid,
         };
         options.check()?;
         Ok(options)
@@ -293,6 +368,66 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.ledger_options().is_err());
+    }
+
+    #[test]
+    fn verification_options() {
+        let cli = parse(&[
+            "--scenario",
+            "watch_streams",
+            "--mail-sink",
+            "/tmp/mail.jsonl",
+            "--streams",
+            "10000",
+            "--connections",
+            "100",
+            "--concurrency",
+            "200",
+            "--server-pid",
+            "4242",
+            "--duration",
+            "10s",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario, Scenario::WatchStreams);
+        assert!(cli.scenario.is_verification());
+        assert!(!cli.scenario.is_database());
+        let options = cli.verification_options().unwrap();
+        assert_eq!(options.mail_sink, PathBuf::from("/tmp/mail.jsonl"));
+        assert_eq!(options.streams, 10_000);
+        assert_eq!(options.server_pid, Some(4242));
+        assert_eq!(options.service, "whatsapp");
+        assert_eq!(options.country, "GB");
+        assert_eq!(options.top_up, DEFAULT_TOP_UP);
+        let plan = cli.plan().unwrap();
+        assert_eq!((plan.connections, plan.concurrency), (100, 200));
+
+        let cli = parse(&[
+            "--scenario",
+            "create_verification",
+            "--mail-sink",
+            "m.jsonl",
+            "--accounts",
+            "5",
+            "--top-ups",
+            "2",
+        ])
+        .unwrap();
+        let options = cli.verification_options().unwrap();
+        assert_eq!(options.accounts, Some(5));
+        assert_eq!(options.top_ups, 2);
+        assert!(
+            parse(&[
+                "--scenario",
+                "get_verification",
+                "--mail-sink",
+                "m",
+                "--setup-only"
+            ])
+            .unwrap()
+            .verification_options()
+            .is_err()
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! The pieces: [`scenario`] (what one call is, and its set-up), [`runner`] (connections,
 //! workers, the run's bound), [`stats`] (per-worker counts and an HDR histogram),
 //! [`report`] (summary, text, ghz JSON), [`duration`] (`30s`-style durations), [`cli`], and
-//! [`ledger`] (the one scenario that drives the database instead of the gRPC server).
+//! [`ledger`] (the one scenario that drives the database instead of the gRPC server), and
+//! [`verifications`] (buying, reading and watching verifications from funded accounts).
 
 pub mod cli;
 pub mod duration;
@@ -13,3 +14,4 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod stats;
+pub mod verifications;

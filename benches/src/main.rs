@@ -13,11 +13,15 @@ use namaskah_bench::duration::format_duration_short;
 use namaskah_bench::ledger::{self, redact_database_url};
 use namaskah_bench::report::{GhzReport, RunDescription, Summary, render_text};
 use namaskah_bench::runner::{self, Bound, LoadPlan};
-use namaskah_bench::scenario::{Workload, shell_export};
+use namaskah_bench::scenario::{Scenario, Workload, shell_export};
+use namaskah_bench::verifications;
 
 /// The exit status when the ledger run happened but its books do not balance (or the
 /// database holds another number of entries than the driver counted).
 const BOOKS_DO_NOT_BALANCE: u8 = 2;
+/// The exit status when a watch_streams run happened but streams failed to open, or a
+/// watcher of a cancelled verification did not hear it.
+const STREAMS_FAILED: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -35,6 +39,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let plan = cli.plan()?;
     if cli.scenario.is_database() {
         return run_ledger(cli, plan).await;
+    }
+    if cli.scenario.is_verification() {
+        return run_verifications(cli, plan).await;
     }
     runner::check_address(&cli.addr)?;
     let channels = runner::connect(&cli.addr, plan.connections, cli.connect_timeout).await?;
@@ -97,14 +104,58 @@ async fn run_ledger(cli: Cli, plan: LoadPlan) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn run_verifications(cli: Cli, plan: LoadPlan) -> anyhow::Result<ExitCode> {
+    let options = cli.verification_options()?;
+    runner::check_address(&cli.addr)?;
+    let channels = runner::connect(&cli.addr, plan.connections, cli.connect_timeout).await?;
+    announce(&cli, &plan, &cli.addr);
+    let description = describe(
+        &cli,
+        &plan,
+        plan.connections,
+        cli.addr.clone(),
+        options.request_json(cli.scenario),
+        BTreeMap::from([("x-api-key".to_owned(), "(each account's own)".to_owned())]),
+    );
+    if cli.scenario == Scenario::WatchStreams {
+        let outcome = verifications::run_watch(&options, &plan, &channels, interrupt()).await?;
+        let text = outcome.render_text(&description);
+        emit(&cli, &text, || outcome.json(&description, now()))?;
+        if outcome.ok() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "namaskah-load: not every stream opened, or not every watcher of a cancelled verification heard it"
+        );
+        return Ok(ExitCode::from(STREAMS_FAILED));
+    }
+    let outcome =
+        verifications::run_calls(cli.scenario, &options, &plan, &channels, interrupt()).await?;
+    let text = outcome.render_text(&description);
+    emit(&cli, &text, || outcome.json(&description, now()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn announce(cli: &Cli, plan: &LoadPlan, target: &str) {
     let bound = match plan.bound {
+        Bound::Duration(duration) if cli.scenario == Scenario::WatchStreams => {
+            format!(
+                "{} streams held for {}",
+                cli.streams,
+                format_duration_short(duration)
+            )
+        }
         Bound::Duration(duration) => format!("for {}", format_duration_short(duration)),
         Bound::Total(total) if cli.scenario.is_database() => format!("for {total} cycles"),
         Bound::Total(total) => format!("for {total} calls"),
     };
     let lanes = if cli.scenario.is_database() {
         format!("{} in flight", plan.concurrency)
+    } else if cli.scenario == Scenario::WatchStreams {
+        format!(
+            "{} connections, {} streams opening at once",
+            plan.connections, plan.concurrency
+        )
     } else {
         format!(
             "{} connections × {} in flight",
@@ -135,11 +186,16 @@ fn describe(
         concurrency: plan.concurrency as u64,
         unit: if cli.scenario.is_database() {
             "cycles"
+        } else if cli.scenario == Scenario::WatchStreams {
+            "streams"
         } else {
             "calls"
         },
         total_requests: match plan.bound {
             Bound::Total(total) => Some(total),
+            Bound::Duration(_) if cli.scenario == Scenario::WatchStreams => {
+                Some(cli.streams as u64)
+            }
             Bound::Duration(_) => None,
         },
         duration: match plan.bound {

@@ -4,7 +4,9 @@
 //! To add a gRPC scenario: a [`Scenario`] variant (its CLI name and RPC), a [`Workload`]
 //! variant holding whatever its calls need, the set-up in [`Workload::prepare`] and the call
 //! in [`Workload::call`], and a ghz config in `benches/ghz/`. The `ledger` scenario is not
-//! gRPC: it drives the server's ledger against the database (see [`crate::ledger`]).
+//! gRPC: it drives the server's ledger against the database (see [`crate::ledger`]). The
+//! verification scenarios set up funded accounts and run workers of their own (see
+//! [`crate::verifications`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -36,6 +38,18 @@ pub enum Scenario {
     /// Not gRPC: holds and releases small amounts on many wallets, straight through the
     /// server's ledger against the database (--database-url).
     Ledger,
+    /// `namaskah.v1.VerificationService/CreateVerification` (sandbox provider), each worker
+    /// buying from its own funded account with a fresh `request_id` per call.
+    #[value(name = "create_verification", alias = "create-verification")]
+    CreateVerification,
+    /// `namaskah.v1.VerificationService/GetVerification` on verifications bought in the
+    /// set-up, each worker reading its own account's in turn.
+    #[value(name = "get_verification", alias = "get-verification")]
+    GetVerification,
+    /// `namaskah.v1.VerificationService/WatchVerification`: --streams streams held open at
+    /// once, the server's memory read around them (--server-pid), then a live-event check.
+    #[value(name = "watch_streams", alias = "watch-streams")]
+    WatchStreams,
 }
 
 impl Scenario {
@@ -46,12 +60,24 @@ impl Scenario {
             Scenario::GetMe => "get_me",
             Scenario::Login => "login",
             Scenario::Ledger => "ledger",
+            Scenario::CreateVerification => "create_verification",
+            Scenario::GetVerification => "get_verification",
+            Scenario::WatchStreams => "watch_streams",
         }
     }
 
     /// Whether the scenario talks to the database rather than the gRPC server.
     pub fn is_database(self) -> bool {
         matches!(self, Scenario::Ledger)
+    }
+
+    /// Whether the scenario is one of the verification scenarios (`crate::verifications`):
+    /// funded, email-verified accounts set up through the API, one per worker.
+    pub fn is_verification(self) -> bool {
+        matches!(
+            self,
+            Scenario::CreateVerification | Scenario::GetVerification | Scenario::WatchStreams
+        )
     }
 
     /// The fully qualified method, as ghz's `call` option spells it (for `ledger`, the
@@ -62,6 +88,9 @@ impl Scenario {
             Scenario::GetMe => "namaskah.v1.AuthService.GetMe",
             Scenario::Login => "namaskah.v1.AuthService.Login",
             Scenario::Ledger => "namaskah_server::wallet::ledger::{hold,release}",
+            Scenario::CreateVerification => "namaskah.v1.VerificationService.CreateVerification",
+            Scenario::GetVerification => "namaskah.v1.VerificationService.GetVerification",
+            Scenario::WatchStreams => "namaskah.v1.VerificationService.WatchVerification",
         }
     }
 }
@@ -169,6 +198,12 @@ impl Workload {
             }
             Scenario::Ledger => {
                 bail!("the ledger scenario talks to the database, not to a gRPC server")
+            }
+            Scenario::CreateVerification | Scenario::GetVerification | Scenario::WatchStreams => {
+                bail!(
+                    "the {} scenario sets up its own accounts (see namaskah_bench::verifications)",
+                    scenario.name()
+                )
             }
         }
     }
@@ -296,7 +331,11 @@ async fn register_new_account(channel: &Channel, timeout: Duration) -> anyhow::R
     Ok(account)
 }
 
-async fn login(channel: &Channel, account: &Account, timeout: Duration) -> anyhow::Result<String> {
+pub(crate) async fn login(
+    channel: &Channel,
+    account: &Account,
+    timeout: Duration,
+) -> anyhow::Result<String> {
     let response = with_retries("Login", timeout, || {
         let request = Request::new(LoginRequest {
             email: account.email.clone(),
@@ -313,7 +352,7 @@ async fn login(channel: &Channel, account: &Account, timeout: Duration) -> anyho
     }
 }
 
-async fn create_api_key(
+pub(crate) async fn create_api_key(
     channel: &Channel,
     access_token: &str,
     timeout: Duration,
@@ -342,7 +381,11 @@ async fn create_api_key(
 /// Runs a set-up call within `timeout`, retrying when the server says later may work (`UNAVAILABLE`,
 /// `RESOURCE_EXHAUSTED`, honouring `retry-after`), and turns a final failure into an error
 /// that names the RPC.
-async fn with_retries<T, F, Fut>(rpc: &str, timeout: Duration, mut attempt: F) -> anyhow::Result<T>
+pub(crate) async fn with_retries<T, F, Fut>(
+    rpc: &str,
+    timeout: Duration,
+    mut attempt: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Status>>,
