@@ -966,3 +966,67 @@ async fn two_instances_running_the_jobs_refund_each_expiry_once() {
     assert_eq!(a.balance(&token).await, 5_000);
     assert_books_balance(&a.state.db).await;
 }
+
+#[tokio::test]
+async fn watching_all_with_snapshots_starts_with_every_open_verification() {
+    let app = spawn().await;
+    let token = app.funded(2_000).await;
+    let first = app.buy(&token, "yahoo", "GB").await.unwrap();
+    let ended = app.buy(&token, "ebay", "GB").await.unwrap();
+    app.inject(&token, &ended.phone_number, "eBay code 5566", None)
+        .await
+        .unwrap();
+    let second = app.buy(&token, "olx", "PL").await.unwrap();
+    let mut all = app
+        .verifications()
+        .watch_verifications(bearer(
+            pb::WatchVerificationsRequest {
+                include_snapshots: true,
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut snapshots = Vec::new();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), all.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        assert_eq!(
+            pb::VerificationEventType::try_from(event.r#type).unwrap(),
+            pb::VerificationEventType::Snapshot
+        );
+        snapshots.push(event);
+    }
+    // The open ones, oldest first; the completed one is left out.
+    let names: Vec<_> = snapshots
+        .iter()
+        .map(|e| e.verification.as_ref().unwrap().name.clone())
+        .collect();
+    assert_eq!(names, vec![first.name.clone(), second.name.clone()]);
+    assert_eq!(snapshots[0].sequence, 2);
+    // Live events follow.
+    app.verifications()
+        .cancel_verification(bearer(
+            pb::CancelVerificationRequest {
+                name: second.name.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), all.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .event
+        .unwrap();
+    assert_eq!(next.verification.unwrap().name, second.name);
+    assert_eq!(next.sequence, 3);
+}

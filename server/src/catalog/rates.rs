@@ -116,11 +116,6 @@ impl SuccessRates {
             Some((Instant::now(), Arc::clone(&rates)));
         Ok(rates)
     }
-
-    /// Forgets the tallies (tests).
-    pub fn invalidate(&self) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = None;
-    }
 }
 
 #[cfg(test)]

@@ -47,11 +47,6 @@ impl Status {
     pub fn is_terminal(self) -> bool {
         !matches!(self, Status::Pending | Status::Active)
     }
-
-    /// Ended with the price back in the wallet.
-    pub fn is_refunded_end(self) -> bool {
-        matches!(self, Status::Cancelled | Status::Expired | Status::Failed)
-    }
 }
 
 /// What has happened to the money held for a verification.

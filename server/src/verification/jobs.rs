@@ -17,7 +17,7 @@ use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 
 use super::domain::{Cleanup, Status};
-use super::repo;
+use super::repo::{self, Lease};
 use super::service::{Incoming, Input, Verifications, poll_interval};
 use crate::providers::{ProviderError, RemoteState};
 
@@ -100,11 +100,11 @@ pub async fn poll(
     permits: &Arc<Semaphore>,
 ) -> anyhow::Result<()> {
     let db = verifications.db();
-    let due = repo::due_polls(db, Utc::now(), BATCH).await?;
+    let due = repo::due(db, Lease::Poll, Utc::now(), BATCH).await?;
     let mut running = tokio::task::JoinSet::new();
     for (id, read) in due {
         let lease = at(LEASE);
-        if !repo::claim_poll(db, id, read, lease).await? {
+        if !repo::claim(db, Lease::Poll, id, read, lease).await? {
             continue; // another instance took it
         }
         let permit = Arc::clone(permits).acquire_owned().await?;
@@ -182,11 +182,11 @@ pub async fn cleanup(
     permits: &Arc<Semaphore>,
 ) -> anyhow::Result<()> {
     let db = verifications.db();
-    let due = repo::due_cleanups(db, Utc::now(), BATCH).await?;
+    let due = repo::due(db, Lease::Cleanup, Utc::now(), BATCH).await?;
     let mut running = tokio::task::JoinSet::new();
     for (id, read) in due {
         let lease = at(LEASE);
-        if !repo::claim_cleanup(db, id, read, lease).await? {
+        if !repo::claim(db, Lease::Cleanup, id, read, lease).await? {
             continue;
         }
         let permit = Arc::clone(permits).acquire_owned().await?;

@@ -270,40 +270,67 @@ pub async fn open_of(
 
 // ---- jobs ---------------------------------------------------------------------------
 
-/// Verifications whose poll is due: `(id, next_poll_at)`.
-pub async fn due_polls(
+/// The two kinds of work the jobs take turns at, each leased through its own "when next"
+/// column: polling the provider, and telling the provider what it still has to hear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    Poll,
+    Cleanup,
+}
+
+impl Lease {
+    /// When the work is due next (NULL: nothing to do).
+    fn due_column(self) -> verifications::Column {
+        match self {
+            Lease::Poll => verifications::Column::NextPollAt,
+            Lease::Cleanup => verifications::Column::CleanupAt,
+        }
+    }
+
+    /// How many times the work was taken.
+    fn count_column(self) -> verifications::Column {
+        match self {
+            Lease::Poll => verifications::Column::PollCount,
+            Lease::Cleanup => verifications::Column::CleanupAttempts,
+        }
+    }
+}
+
+/// Verifications whose `lease` work is due: `(id, due at)`, the earliest first.
+pub async fn due(
     conn: &impl ConnectionTrait,
+    lease: Lease,
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+    let column = lease.due_column();
     Ok(verifications::Entity::find()
         .select_only()
         .column(verifications::Column::Id)
-        .column(verifications::Column::NextPollAt)
-        .filter(verifications::Column::NextPollAt.lte(now))
-        .order_by_asc(verifications::Column::NextPollAt)
+        .column(column)
+        .filter(column.lte(now))
+        .order_by_asc(column)
         .limit(limit)
         .into_tuple()
         .all(conn)
         .await?)
 }
 
-/// Takes a due poll: moves `next_poll_at` from the value read to `lease_until`, so that no
-/// other instance polls the same rental meanwhile. Returns whether this caller won it.
-pub async fn claim_poll(
+/// Takes due work: moves its due time from the value read to `until`, so that no other
+/// instance does the same work meanwhile. Returns whether this caller won it.
+pub async fn claim(
     conn: &impl ConnectionTrait,
+    lease: Lease,
     id: Uuid,
     read: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
+    until: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let (due, count) = (lease.due_column(), lease.count_column());
     let updated = verifications::Entity::update_many()
-        .col_expr(verifications::Column::NextPollAt, Expr::value(lease_until))
-        .col_expr(
-            verifications::Column::PollCount,
-            Expr::col(verifications::Column::PollCount).add(1),
-        )
+        .col_expr(due, Expr::value(until))
+        .col_expr(count, Expr::col(count).add(1))
         .filter(verifications::Column::Id.eq(id))
-        .filter(verifications::Column::NextPollAt.eq(read))
+        .filter(due.eq(read))
         .exec(conn)
         .await?;
     Ok(updated.rows_affected == 1)
@@ -347,44 +374,6 @@ pub async fn overdue(
         .into_tuple()
         .all(conn)
         .await?)
-}
-
-/// Provider cleanups due: `(id, cleanup_at)`.
-pub async fn due_cleanups(
-    conn: &impl ConnectionTrait,
-    now: DateTime<Utc>,
-    limit: u64,
-) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
-    Ok(verifications::Entity::find()
-        .select_only()
-        .column(verifications::Column::Id)
-        .column(verifications::Column::CleanupAt)
-        .filter(verifications::Column::CleanupAt.lte(now))
-        .order_by_asc(verifications::Column::CleanupAt)
-        .limit(limit)
-        .into_tuple()
-        .all(conn)
-        .await?)
-}
-
-/// Takes a due cleanup (a lease, as for polls).
-pub async fn claim_cleanup(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-    read: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let updated = verifications::Entity::update_many()
-        .col_expr(verifications::Column::CleanupAt, Expr::value(lease_until))
-        .col_expr(
-            verifications::Column::CleanupAttempts,
-            Expr::col(verifications::Column::CleanupAttempts).add(1),
-        )
-        .filter(verifications::Column::Id.eq(id))
-        .filter(verifications::Column::CleanupAt.eq(read))
-        .exec(conn)
-        .await?;
-    Ok(updated.rows_affected == 1)
 }
 
 /// Records the outcome of a cleanup attempt, if the lease is still ours: done (`None`), or

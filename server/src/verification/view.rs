@@ -18,17 +18,6 @@ fn status(row: &verifications::Model) -> pb::VerificationStatus {
     }
 }
 
-pub fn status_to_proto(status: Status) -> pb::VerificationStatus {
-    match status {
-        Status::Pending => pb::VerificationStatus::Pending,
-        Status::Active => pb::VerificationStatus::Active,
-        Status::Completed => pb::VerificationStatus::Completed,
-        Status::Cancelled => pb::VerificationStatus::Cancelled,
-        Status::Expired => pb::VerificationStatus::Expired,
-        Status::Failed => pb::VerificationStatus::Failed,
-    }
-}
-
 pub fn status_from_proto(status: pb::VerificationStatus) -> Option<Status> {
     match status {
         pb::VerificationStatus::Unspecified => None,
