@@ -7,6 +7,7 @@ mod m20261126_000002_ledger;
 mod m20261126_000003_payments;
 mod m20261126_000004_catalog;
 mod m20261126_000005_verifications;
+mod m20261126_000006_billing;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_payments::Migration),
             Box::new(m20261126_000004_catalog::Migration),
             Box::new(m20261126_000005_verifications::Migration),
+            Box::new(m20261126_000006_billing::Migration),
         ]
     }
 }

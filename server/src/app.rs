@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use namaskah_proto::v1::auth_service_server::AuthServiceServer;
 use namaskah_proto::v1::catalog_service_server::CatalogServiceServer;
 use namaskah_proto::v1::sandbox_service_server::SandboxServiceServer;
+use namaskah_proto::v1::subscription_service_server::SubscriptionServiceServer;
 use namaskah_proto::v1::verification_service_server::VerificationServiceServer;
 use namaskah_proto::v1::wallet_service_server::WalletServiceServer;
 use namaskah_proto::v1::webhook_service_server::WebhookServiceServer;
@@ -19,6 +20,9 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 
 use crate::authn::AuthLayer;
+use crate::billing::grpc::SubscriptionApi;
+use crate::billing::limits::{Limiter, LoginGuard, RateLimitLayer};
+use crate::billing::service::{Billing, Settings as BillingSettings};
 use crate::cache::{Cache, InProcessCache, RedisCache};
 use crate::catalog::grpc::CatalogApi;
 use crate::catalog::inventory::Inventory;
@@ -58,6 +62,10 @@ pub struct AppState {
     pub payments: Arc<Payments>,
     pub catalog: Arc<Catalog>,
     pub verifications: Arc<Verifications>,
+    pub billing: Arc<Billing>,
+    pub limiter: Arc<Limiter>,
+    /// The time billing runs on (tests move it forward).
+    pub clock: Arc<crate::clock::Clock>,
 }
 
 /// A built application with its listeners bound, ready to serve.
@@ -167,6 +175,7 @@ impl Application {
             Arc::clone(&cache),
             Arc::clone(&identity),
             Arc::clone(&router) as Arc<dyn Inventory>,
+            config.plans.clone(),
         ));
         let seeded = catalog
             .seed()
@@ -204,6 +213,26 @@ impl Application {
             },
         ));
 
+        let limiter = Arc::new(match &config.redis_url {
+            Some(url) => Limiter::redis(url, &config.redis_prefix, config.rate_limits.fallback)
+                .await
+                .with_context(|| "cannot connect the rate limiter to REDIS_URL")?,
+            None => Limiter::in_process(),
+        });
+        identity.set_login_guard(Arc::new(LoginGuard::new(Arc::clone(&limiter))));
+        let clock = Arc::new(crate::clock::Clock::default());
+        let billing = Arc::new(Billing::new(
+            db.clone(),
+            Arc::clone(&cache),
+            Arc::clone(&identity),
+            outbox.clone(),
+            config.plans.clone(),
+            Arc::clone(&clock),
+            BillingSettings {
+                usage_flush: config.usage_flush,
+            },
+        ));
+
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("cannot listen on NAMASKAH_GRPC_ADDR {}", config.grpc_addr))?;
@@ -230,6 +259,9 @@ impl Application {
                 payments,
                 catalog,
                 verifications,
+                billing,
+                limiter,
+                clock,
             },
             config,
             grpc,
@@ -304,7 +336,10 @@ impl Application {
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
-            .add_service(pending::PendingSubscription)
+            .add_service(
+                SubscriptionServiceServer::new(SubscriptionApi::new(Arc::clone(&state.billing)))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .add_service(pending::PendingAnalytics)
             .add_service(pending::PendingAdmin)
             .add_service(pending::PendingTenant)
@@ -333,6 +368,11 @@ impl Application {
         let layers = tower::ServiceBuilder::new()
             .layer(ProcessTimeLayer)
             .layer(AuthLayer::new(Arc::clone(&state.identity)))
+            .layer(RateLimitLayer::new(
+                Arc::clone(&state.limiter),
+                Arc::clone(&state.billing) as Arc<dyn crate::billing::AccountPlans>,
+                &config.rate_limits,
+            ))
             .into_inner();
 
         let grpc_addr = grpc.local_addr()?;
@@ -381,6 +421,13 @@ impl Application {
         tasks.spawn(crate::verification::jobs::run(
             Arc::clone(&state.verifications),
             config.job_interval,
+            stop_rx.clone(),
+        ));
+
+        tasks.spawn(crate::billing::jobs::run(
+            Arc::clone(&state.billing),
+            config.job_interval,
+            config.usage_flush,
             stop_rx.clone(),
         ));
 

@@ -1,7 +1,7 @@
 //! Configuration: read once from the environment (or any map, for tests) into a typed,
 //! validated struct. A bad value stops start-up with a message naming the variable.
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rand::RngCore;
@@ -84,6 +84,36 @@ pub enum MailConfig {
     Smtp(url::Url),
 }
 
+/// What the rate limiter does when Redis cannot be reached
+/// (`NAMASKAH_RATE_LIMIT_FALLBACK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitFallback {
+    /// Count in this instance's memory instead (each instance then allows the full limit).
+    Local,
+    /// Let every call through.
+    Open,
+    /// Refuse calls with `UNAVAILABLE` until Redis is back.
+    Closed,
+}
+
+/// Rate limits.
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    /// `NAMASKAH_RATE_LIMITS` (default on); off only for measurements.
+    pub enabled: bool,
+    pub fallback: LimitFallback,
+    /// Calls per minute per client address to the RPCs that guess or spend secrets or mail
+    /// (Register, Login, password reset, mail resend, VerifyEmail, RefreshToken)
+    /// (`NAMASKAH_SENSITIVE_RPM`, default 20).
+    pub sensitive_per_minute: u32,
+    /// Calls per minute per client address to the other RPCs made without credentials
+    /// (`NAMASKAH_ANONYMOUS_RPM`, default 300).
+    pub anonymous_per_minute: u32,
+    /// Peers whose `x-forwarded-for` names the client (`NAMASKAH_TRUSTED_PROXIES`, default
+    /// loopback: the in-process edge).
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
 /// The whole configuration of `namaskah-server`.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -125,6 +155,12 @@ pub struct Config {
     /// (`NAMASKAH_JOB_INTERVAL`, default 1s).
     pub job_interval: Duration,
     pub sentry: SentryConfig,
+    /// The plans' terms (`NAMASKAH_PLANS` overrides the defaults).
+    pub plans: crate::billing::plans::PlanBook,
+    pub rate_limits: RateLimitConfig,
+    /// How often API-call counters are written to the database (`NAMASKAH_USAGE_FLUSH`,
+    /// default 5s); a crash loses at most this much metering.
+    pub usage_flush: Duration,
 }
 
 /// Parses durations written like `500ms`, `5s`, `15m`, `2h`, `1d`.
@@ -381,6 +417,73 @@ impl Config {
             ));
         }
 
+        let plans = match r.get("NAMASKAH_PLANS") {
+            None => crate::billing::plans::PlanBook::default(),
+            Some(value) => {
+                let json = if value.starts_with('[') || value.starts_with('{') {
+                    value
+                } else {
+                    std::fs::read_to_string(&value).map_err(|e| {
+                        bad(
+                            "NAMASKAH_PLANS",
+                            format!("cannot read the file `{value}`: {e}"),
+                        )
+                    })?
+                };
+                crate::billing::plans::PlanBook::with_overrides(&json)
+                    .map_err(|problem| bad("NAMASKAH_PLANS", problem))?
+            }
+        };
+        let per_minute = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match r.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100_000_000).contains(n))
+                    .ok_or_else(|| bad(name, "must be a whole number from 1 to 100000000")),
+            }
+        };
+        let fallback = match r
+            .get("NAMASKAH_RATE_LIMIT_FALLBACK")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("local") => LimitFallback::Local,
+            Some("open") => LimitFallback::Open,
+            Some("closed") => LimitFallback::Closed,
+            Some(other) => {
+                return Err(bad(
+                    "NAMASKAH_RATE_LIMIT_FALLBACK",
+                    format!("`{other}` is not local, open or closed"),
+                ));
+            }
+        };
+        let trusted_proxies = match r.get("NAMASKAH_TRUSTED_PROXIES") {
+            None => vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            Some(v) if v.eq_ignore_ascii_case("none") => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|ip| ip.trim().parse::<IpAddr>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    bad(
+                        "NAMASKAH_TRUSTED_PROXIES",
+                        "must be IP addresses separated by commas (or none)",
+                    )
+                })?,
+        };
+        let rate_limits = RateLimitConfig {
+            enabled: r.bool("NAMASKAH_RATE_LIMITS")?.unwrap_or(true),
+            fallback,
+            sensitive_per_minute: per_minute("NAMASKAH_SENSITIVE_RPM", 20)?,
+            anonymous_per_minute: per_minute("NAMASKAH_ANONYMOUS_RPM", 300)?,
+            trusted_proxies,
+        };
+
         Ok(Config {
             grpc_addr: r.addr("NAMASKAH_GRPC_ADDR", "0.0.0.0:50051")?,
             edge_addr: r.optional_addr("NAMASKAH_EDGE_ADDR", "0.0.0.0:8080")?,
@@ -416,6 +519,9 @@ impl Config {
                     .unwrap_or_else(|| "development".to_owned()),
                 traces_sample_rate,
             },
+            plans,
+            rate_limits,
+            usage_flush: r.duration("NAMASKAH_USAGE_FLUSH", "5s")?,
         })
     }
 }
@@ -482,6 +588,24 @@ mod tests {
                 "SENTRY_TRACES_SAMPLE_RATE",
             ),
             (vec![("TEXTVERIFIED_API_KEY", "k")], "TEXTVERIFIED_USERNAME"),
+            (
+                vec![("NAMASKAH_PLANS", "[{\"plan\": \"gold\"}]")],
+                "NAMASKAH_PLANS",
+            ),
+            (vec![("NAMASKAH_PLANS", "/no/such/file")], "NAMASKAH_PLANS"),
+            (
+                vec![("NAMASKAH_RATE_LIMIT_FALLBACK", "maybe")],
+                "NAMASKAH_RATE_LIMIT_FALLBACK",
+            ),
+            (
+                vec![("NAMASKAH_SENSITIVE_RPM", "0")],
+                "NAMASKAH_SENSITIVE_RPM",
+            ),
+            (
+                vec![("NAMASKAH_TRUSTED_PROXIES", "10.0.0.1, nope")],
+                "NAMASKAH_TRUSTED_PROXIES",
+            ),
+            (vec![("NAMASKAH_USAGE_FLUSH", "0s")], "NAMASKAH_USAGE_FLUSH"),
             (
                 vec![("FIVESIM_API_KEY", "k"), ("FIVESIM_BASE_URL", "ftp://x")],
                 "FIVESIM_BASE_URL",

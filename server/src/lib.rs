@@ -5,8 +5,10 @@
 //! rules (`domain`) and its storage (`repo`). The plumbing lives beside them.
 pub mod app;
 pub mod authn;
+pub mod billing;
 pub mod cache;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod error;

@@ -47,12 +47,6 @@ macro_rules! pending_service {
 }
 
 pending_service!(
-    /// Plans and billing.
-    PendingSubscription,
-    "namaskah.v1.SubscriptionService",
-    "plans, subscriptions and usage billing"
-);
-pending_service!(
     /// Analytics.
     PendingAnalytics,
     "namaskah.v1.AnalyticsService",

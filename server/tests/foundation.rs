@@ -179,19 +179,19 @@ async fn every_response_carries_process_time() {
 
 #[tokio::test]
 async fn rooms_not_landed_answer_unimplemented_naming_the_capability() {
-    use namaskah_proto::v1::subscription_service_client::SubscriptionServiceClient;
+    use namaskah_proto::v1::analytics_service_client::AnalyticsServiceClient;
     let app = spawn_app().await;
     let (_, token) = app.signed_in().await;
-    let status = SubscriptionServiceClient::new(app.channel.clone())
-        .get_subscription(bearer(pb::GetSubscriptionRequest::default(), &token))
+    let status = AnalyticsServiceClient::new(app.channel.clone())
+        .get_customer_metrics(bearer(pb::GetCustomerMetricsRequest::default(), &token))
         .await
-        .expect_err("subscriptions have not landed");
+        .expect_err("analytics have not landed");
     assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
     assert!(
         status
             .message()
-            .contains("SubscriptionService.GetSubscription")
-            && status.message().contains("subscriptions"),
+            .contains("AnalyticsService.GetCustomerMetrics")
+            && status.message().contains("analytics"),
         "{}",
         status.message()
     );

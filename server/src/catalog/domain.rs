@@ -60,15 +60,6 @@ pub fn plan_price(list_price: i64, discount_bp: u32) -> i64 {
     scale(list_price, BASIS_POINTS.saturating_sub(discount_bp))
 }
 
-/// The verification-price discount of each plan, in basis points (the SPEC's plan table).
-pub fn discount_basis_points(plan: Plan) -> u32 {
-    match plan {
-        Plan::Starter => 0,
-        Plan::Pro => 2_000,
-        Plan::Enterprise => 3_500,
-    }
-}
-
 /// What the upstream providers report about numbers for one service in one country.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stock {
@@ -573,9 +564,8 @@ impl PriceBook {
     }
 
     /// The caller's quote for the price at `index`.
-    pub fn quote(&self, index: usize, plan: Plan, stock: Stock) -> PriceQuote {
+    pub fn quote(&self, index: usize, plan: Plan, discount: u32, stock: Stock) -> PriceQuote {
         let entry = &self.snapshot.prices[index];
-        let discount = discount_basis_points(plan);
         let list = self.list_price_of(index);
         PriceQuote {
             service: entry.service.clone(),
@@ -611,13 +601,6 @@ mod tests {
         // Halves go up: 250 × 0.65 = 162.5 → 163.
         assert_eq!(plan_price(250, 3_500), 163);
         assert_eq!(list_price(i64::MAX, 100_000), i64::MAX);
-    }
-
-    #[test]
-    fn plans_discount_as_the_spec_says() {
-        assert_eq!(discount_basis_points(Plan::Starter), 0);
-        assert_eq!(discount_basis_points(Plan::Pro), 2_000);
-        assert_eq!(discount_basis_points(Plan::Enterprise), 3_500);
     }
 
     #[test]
@@ -812,7 +795,7 @@ mod tests {
         assert_eq!(book.find("whatsapp", "ZZ"), Err(Missing::Country));
         assert_eq!(book.find("gojek", "US"), Err(Missing::Price));
         let index = book.find("whatsapp", "US").unwrap();
-        let quote = book.quote(index, Plan::Pro, Stock::InStock(Some(5)));
+        let quote = book.quote(index, Plan::Pro, 2_000, Stock::InStock(Some(5)));
         assert_eq!(quote.list_price, 250);
         assert_eq!(quote.price, 200);
         assert_eq!(quote.discount_basis_points, 2_000);

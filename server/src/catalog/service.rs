@@ -36,6 +36,7 @@ use super::domain::{
 use super::inventory::Inventory;
 use super::repo;
 use super::seed::{self, SeedReport};
+use crate::billing::plans::PlanBook;
 use crate::cache::Cache;
 use crate::error::{ApiError, StoreError};
 use crate::identity::domain::{Plan, Principal};
@@ -91,6 +92,8 @@ pub struct Catalog {
     cache: Arc<dyn Cache>,
     identity: Arc<Identity>,
     inventory: Arc<dyn Inventory>,
+    /// The plans' discounts.
+    plans: PlanBook,
     loaded: RwLock<Option<Loaded>>,
     /// One rebuild at a time per instance: a burst of calls after a change waits for the
     /// first one's snapshot instead of each reading the database.
@@ -115,8 +118,10 @@ impl Catalog {
         cache: Arc<dyn Cache>,
         identity: Arc<Identity>,
         inventory: Arc<dyn Inventory>,
+        plans: PlanBook,
     ) -> Self {
         Self {
+            plans,
             db,
             cache,
             identity,
@@ -401,7 +406,7 @@ impl Catalog {
         let availability = self.availability(&book, indexes).await;
         let mut services = book.services(
             country.as_deref(),
-            domain::discount_basis_points(plan),
+            self.plans.terms(plan).discount_basis_points,
             &|p| availability[p],
         );
         if query.available_only {
@@ -445,7 +450,7 @@ impl Catalog {
         let availability = self.availability(&book, indexes).await;
         let mut countries = book.countries(
             service.as_deref(),
-            domain::discount_basis_points(plan),
+            self.plans.terms(plan).discount_basis_points,
             &|p| availability[p],
         );
         if query.available_only {
@@ -509,6 +514,11 @@ impl Catalog {
             .map_err(|missing| missing.into_error(service, country))?;
         let plan = self.plan_of(principal).await?;
         let stock = self.inventory.stock(service, country).await;
-        Ok(book.quote(index, plan, stock))
+        Ok(book.quote(
+            index,
+            plan,
+            self.plans.terms(plan).discount_basis_points,
+            stock,
+        ))
     }
 }

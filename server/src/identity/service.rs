@@ -1,7 +1,7 @@
 //! The identity room's use cases: registration, mail tokens, sessions, API keys, two-factor
 //! authentication, and the authentication every RPC goes through.
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::domain::{self, AccessClaims, Credential, Plan, Principal, Role, TokenError};
 use super::entities::{api_keys, mail_tokens, refresh_tokens, sessions, users};
 use super::repo::{self, MailTokenUse, UserInsert};
+use crate::billing::limits::LoginGuard;
 use crate::cache::Cache;
 use crate::error::{ApiError, StoreError, Violations};
 use crate::mail::{Mail, Outbox};
@@ -132,6 +133,8 @@ pub struct Identity {
     /// A real hash of a random password: unknown emails are checked against it, so that a
     /// login takes as long whether or not the account exists.
     decoy_hash: String,
+    /// Slows password guessing per account; set once at start-up (none: no guard).
+    login_guard: OnceLock<Arc<LoginGuard>>,
 }
 
 fn hashing_error(e: impl std::fmt::Display) -> ApiError {
@@ -203,7 +206,23 @@ impl Identity {
             key_usage: KeyUsage::default(),
             hashing: Semaphore::new(permits),
             decoy_hash,
+            login_guard: OnceLock::new(),
         })
+    }
+
+    /// Turns on the login guard (once, at start-up): logins of an account that keeps
+    /// failing wait longer and longer, then are locked for a while.
+    pub fn set_login_guard(&self, guard: Arc<LoginGuard>) {
+        if self.login_guard.set(guard).is_err() {
+            tracing::warn!("the login guard was set twice; keeping the first");
+        }
+    }
+
+    /// Records a failed login (wrong password or second factor) with the guard.
+    async fn login_failed(&self, email_lower: &str) {
+        if let Some(guard) = self.login_guard.get() {
+            guard.failed(email_lower).await;
+        }
     }
 
     async fn hash_password(&self, password: &str) -> Result<String, ApiError> {
@@ -230,7 +249,7 @@ impl Identity {
 
     /// Marks a cached profile out of date (a tombstone, so that a reader that fetched the old
     /// row just before the change cannot put it back).
-    async fn forget_user(&self, id: Uuid) {
+    pub async fn forget_user(&self, id: Uuid) {
         if let Err(error) = self
             .cache
             .set(&user_key(id), STALE, PROFILE_TOMBSTONE_TTL)
@@ -514,14 +533,21 @@ impl Identity {
         }
         violations.into_result()?;
         let email_lower = domain::normalize_email(&email.unwrap_or_default());
+        // Before anything is looked up or checked, so that a refusal says nothing about the
+        // account (unknown emails are counted alike) and costs no hashing.
+        if let Some(guard) = self.login_guard.get() {
+            guard.admit(&email_lower).await?;
+        }
 
         let user = repo::user_by_email(&self.db, &email_lower).await?;
         let Some(user) = user else {
             // Same work as for a real account, then the same answer.
             let _ = self.password_matches(password, &self.decoy_hash).await?;
+            self.login_failed(&email_lower).await;
             return Err(invalid_credentials());
         };
         if !self.password_matches(password, &user.password_hash).await? {
+            self.login_failed(&email_lower).await;
             return Err(invalid_credentials());
         }
         if user.status != "active" {
@@ -541,12 +567,16 @@ impl Identity {
             }
             let secret = user.totp_secret.clone().unwrap_or_default();
             if !self.second_factor_matches(&user, &secret, code).await? {
+                self.login_failed(&email_lower).await;
                 return Err(ApiError::unauthenticated(
                     "INVALID_TOTP_CODE",
                     "the two-factor code is wrong, expired or already used",
                 ));
             }
             totp_verified = true;
+        }
+        if let Some(guard) = self.login_guard.get() {
+            guard.succeeded(&email_lower).await;
         }
 
         let now = Utc::now();

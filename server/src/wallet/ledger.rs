@@ -126,8 +126,44 @@ pub async fn post(
     memo: &str,
     postings: &[Posting],
 ) -> Result<Posted, LedgerError> {
+    let header = Header {
+        business_key,
+        kind,
+        user,
+        reference,
+        memo,
+        at: Utc::now(),
+    };
+    post_dated(txn, &header, postings).await
+}
+
+/// What an entry is, apart from its lines.
+pub struct Header<'a> {
+    pub business_key: &'a str,
+    pub kind: EntryKind,
+    pub user: Option<Uuid>,
+    pub reference: &'a str,
+    pub memo: &'a str,
+    /// The time the entry is dated: when it happened in business terms (a renewal is dated
+    /// at the start of the period it pays for).
+    pub at: chrono::DateTime<Utc>,
+}
+
+/// [`post`], dated `header.at`.
+pub async fn post_dated(
+    txn: &DatabaseTransaction,
+    header: &Header<'_>,
+    postings: &[Posting],
+) -> Result<Posted, LedgerError> {
+    let Header {
+        business_key,
+        kind,
+        user,
+        reference,
+        memo,
+        at: now,
+    } = *header;
     check_balanced(postings)?;
-    let now = Utc::now();
     let entry_id = Uuid::now_v7();
     let inserted = journal_entries::Entity::insert(
         journal_entries::Model {
@@ -376,6 +412,26 @@ pub async fn debit(
         Some(user),
         reference,
         memo,
+        &domain::transfer(
+            AccountRef::wallet(user),
+            AccountRef::platform(AccountKind::Revenue),
+            amount,
+        ),
+    )
+    .await
+}
+
+/// [`debit`] dated `header.at` (billing, which runs on its own clock).
+pub async fn debit_dated(
+    txn: &DatabaseTransaction,
+    user: Uuid,
+    amount: i64,
+    header: &Header<'_>,
+) -> Result<Posted, LedgerError> {
+    domain::check_amount(amount)?;
+    post_dated(
+        txn,
+        header,
         &domain::transfer(
             AccountRef::wallet(user),
             AccountRef::platform(AccountKind::Revenue),

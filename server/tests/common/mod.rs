@@ -22,6 +22,11 @@ pub mod textverified;
 
 pub const PASSWORD: &str = "correct horse 42";
 
+/// `NAMASKAH_PLANS` for tests that do not test the limits themselves.
+pub const RAISED_LIMITS: &str = r#"[{"plan": "starter", "requests_per_minute": 1000000},
+    {"plan": "pro", "requests_per_minute": 1000000},
+    {"plan": "enterprise", "requests_per_minute": 1000000}]"#;
+
 pub struct TestApp {
     pub grpc_addr: SocketAddr,
     pub edge_addr: Option<SocketAddr>,
@@ -234,6 +239,11 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
             "test-secret-test-secret-test-secret!".into(),
         ),
         ("NAMASKAH_SHUTDOWN_TIMEOUT".into(), "5s".into()),
+        // Tests make many calls a minute from one address and one account: the limits
+        // are raised here, and the rate-limit tests set the real ones.
+        ("NAMASKAH_PLANS".into(), RAISED_LIMITS.into()),
+        ("NAMASKAH_SENSITIVE_RPM".into(), "1000000".into()),
+        ("NAMASKAH_ANONYMOUS_RPM".into(), "1000000".into()),
     ]);
     if let Ok(redis) = std::env::var("TEST_REDIS_URL")
         && !redis.is_empty()
