@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 cargo build --release -q -p namaskah-server -p namaskah-bench
 
 db_url() { echo "${PG_ADMIN_URL%/*}/namaskah_bench"; }
-rps() { python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))["rps"]:.0f}")' "$1"; }
+rps() { python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["rps"]))' "$1"; }
 summary() { # name, json
   python3 - "$1" "$2" <<'PY'
 import json, sys
