@@ -688,7 +688,9 @@ async fn redis_going_away_refuses_calls_when_closed_until_it_is_back() {
             }
         }
     }
-    // With the count it had: the call before the outage and this one are two of three.
+    // With the count it had: the call before the outage and this one are two of three. A
+    // probe whose reply was lost while the client reconnected may have been counted by
+    // Redis too, so the refusal may come one call early, never later than the limit allows.
     let mut calls = 2u64;
     let refusal = loop {
         assert!(calls < 100, "never refused");
@@ -697,7 +699,6 @@ async fn redis_going_away_refuses_calls_when_closed_until_it_is_back() {
             break status;
         }
     };
-    assert!(calls > 3, "refused at call {calls}: {refusal:?}");
     assert!(
         calls <= refused_no_later_than(3, started.elapsed()),
         "call {calls}"
