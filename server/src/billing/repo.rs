@@ -286,6 +286,13 @@ pub async fn period_containing(
         .await?)
 }
 
+/// Rows no instance holds: never leased, or the lease ran out.
+fn unleased(lease_until: impl ColumnTrait, now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(lease_until.is_null())
+        .add(lease_until.lt(now))
+}
+
 /// Paid subscriptions whose period has ended and that no instance holds.
 pub async fn due_renewals(
     conn: &impl ConnectionTrait,
@@ -298,11 +305,7 @@ pub async fn due_renewals(
         .column(C::UserId)
         .filter(C::Plan.is_in([Plan::Pro.as_str(), Plan::Enterprise.as_str()]))
         .filter(C::PeriodEnd.lte(now))
-        .filter(
-            Condition::any()
-                .add(C::LeaseUntil.is_null())
-                .add(C::LeaseUntil.lt(now)),
-        )
+        .filter(unleased(C::LeaseUntil, now))
         .order_by_asc(C::PeriodEnd)
         .limit(limit)
         .into_tuple()
@@ -322,11 +325,7 @@ pub async fn claim_renewal(
         .col_expr(C::LeaseUntil, Expr::value(Some(until)))
         .filter(C::UserId.eq(user))
         .filter(C::PeriodEnd.lte(now))
-        .filter(
-            Condition::any()
-                .add(C::LeaseUntil.is_null())
-                .add(C::LeaseUntil.lt(now)),
-        )
+        .filter(unleased(C::LeaseUntil, now))
         .exec(conn)
         .await?;
     Ok(updated.rows_affected == 1)
@@ -353,11 +352,7 @@ pub async fn due_closes(
                 )
                 .add(C::CloseStatus.eq("unpaid")),
         )
-        .filter(
-            Condition::any()
-                .add(C::LeaseUntil.is_null())
-                .add(C::LeaseUntil.lt(now)),
-        )
+        .filter(unleased(C::LeaseUntil, now))
         .order_by_asc(C::PeriodEnd)
         .limit(limit)
         .into_tuple()
@@ -379,11 +374,7 @@ pub async fn claim_close(
         .filter(C::UserId.eq(user))
         .filter(C::PeriodStart.eq(start))
         .filter(C::CloseStatus.is_in(["open", "unpaid"]))
-        .filter(
-            Condition::any()
-                .add(C::LeaseUntil.is_null())
-                .add(C::LeaseUntil.lt(now)),
-        )
+        .filter(unleased(C::LeaseUntil, now))
         .exec(conn)
         .await?;
     Ok(updated.rows_affected == 1)
