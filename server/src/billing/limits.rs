@@ -38,7 +38,7 @@ const PERIOD: Duration = Duration::from_secs(60);
 const REDIS_PAUSE: Duration = Duration::from_secs(1);
 
 /// A limit of so many calls a minute, with a burst of as many.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rate {
     limit: u32,
     /// `T`, in nanoseconds (at least 1).

@@ -1,10 +1,13 @@
-//! The Redis store: each decision is one Lua script, run atomically by Redis with Redis's
-//! own clock (`TIME`), so that instances never disagree because their clocks do. Scripts
+//! The Redis store: each decision is made by a Lua script, run atomically by Redis with
+//! Redis's own clock (`TIME`), so that instances never disagree because their clocks do.
+//! Rate-limit decisions are batched (see [`RedisLimits`]). Scripts
 //! are loaded once (`SCRIPT LOAD`) and run by digest (`EVALSHA`); a Redis that lost them
 //! (a restart, a fail-over, `SCRIPT FLUSH`) gets them again on `NOSCRIPT`.
 //!
 //! The limiter has its own client, with short timeouts: a slow Redis must not slow every
 //! call, and the limiter has a fallback for when it fails.
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,47 +17,69 @@ use fred::prelude::{
 use fred::types::config::UnresponsiveConfig;
 
 use super::login::LoginPolicy;
-use super::{Decision, LoginOp, LoginVerdict, Rate, SharedStore};
+use super::{Decision, LoginOp, LoginVerdict, Rate, SharedStore, gcra_step};
 use crate::error::StoreError;
+use tokio::sync::{mpsc, oneshot};
 
 /// The most one limiter decision may wait for Redis (including a script reload).
 const CALL_TIMEOUT: Duration = Duration::from_millis(150);
 
-/// GCRA for one bucket. KEYS[1]: the bucket. ARGV: the emission interval `T` and the burst
-/// window `N·T`, in nanoseconds. Returns {allowed, remaining, reset ns, retry-after ns}.
+/// The most calls one script call decides.
+const MAX_BATCH: usize = 512;
+
+/// The most calls waiting for a decision; past that, calls use the fallback.
+const QUEUE_CAPACITY: usize = 10_000;
+
+/// GCRA for a batch of buckets, in one atomic step. KEYS: the buckets (a bucket may appear
+/// more than once). ARGV: three numbers per key, in order: the emission interval `T` and the
+/// burst window `N·T` in nanoseconds, and how many calls ask to pass. For each key it admits
+/// as many of them as fit, in order, and returns two numbers: how far the TAT was ahead of
+/// now before (clamped to the burst window), and how many passed. The client derives each
+/// call's answer from those two with the same arithmetic as [`super::gcra_step`], so a batch
+/// decides exactly what the same calls one at a time would have.
 ///
 /// The value stored is "<stamp µs> <ns the TAT was ahead of the stamp>": Lua numbers are
 /// doubles, exact only below 2^53, which nanoseconds since 1970 are not; these two are
 /// (the distance is at most a minute, and the stamp is in microseconds).
 const GCRA_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local ahead = 0
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  local space = string.find(stored, ' ', 1, true)
-  if space then
-    local stamp = tonumber(string.sub(stored, 1, space - 1))
-    local was = tonumber(string.sub(stored, space + 1))
-    if stamp and was then
-      local elapsed = (now - stamp) * 1000
-      if elapsed < 0 then elapsed = 0 end
-      ahead = was - elapsed
-      if ahead < 0 then ahead = 0 end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])
+  local asked = tonumber(ARGV[3 * i])
+  local ahead = 0
+  local stored = redis.call('GET', key)
+  if stored then
+    local space = string.find(stored, ' ', 1, true)
+    if space then
+      local stamp = tonumber(string.sub(stored, 1, space - 1))
+      local was = tonumber(string.sub(stored, space + 1))
+      if stamp and was then
+        local elapsed = (now - stamp) * 1000
+        if elapsed < 0 then elapsed = 0 end
+        ahead = was - elapsed
+        if ahead < 0 then ahead = 0 end
+      end
     end
   end
+  if ahead > burst then ahead = burst end
+  local fit = math.floor((burst - ahead) / interval)
+  -- Division of doubles: make sure the count is exact.
+  while fit > 0 and ahead + fit * interval > burst do fit = fit - 1 end
+  while ahead + (fit + 1) * interval <= burst do fit = fit + 1 end
+  if fit > asked then fit = asked end
+  if fit > 0 then
+    local after = ahead + fit * interval
+    redis.call('SET', key, string.format('%.0f %.0f', now, after),
+      'PX', math.ceil(after / 1000000))
+  end
+  out[2 * i - 1] = ahead
+  out[2 * i] = fit
 end
-if ahead > burst then ahead = burst end
-local after = ahead + interval
-if after <= burst then
-  redis.call('SET', KEYS[1], string.format('%.0f %.0f', now, after),
-    'PX', math.ceil(after / 1000000))
-  return {1, math.floor((burst - after) / interval), after, 0}
-end
-return {0, 0, ahead, after - burst}
+return out
 "#;
 
 /// The login guard for one account. KEYS[1]: the account's state, "<attempts> <ms>".
@@ -109,19 +134,38 @@ struct Script {
     digest: String,
 }
 
-/// Rate limits and login guard in Redis, shared by every instance. Keys are
-/// `{prefix}rl:{bucket}` and `{prefix}login:{hash}`; each expires once it restricts
-/// nothing any more.
-pub struct RedisLimits {
+/// The connection and the scripts, shared by the store and its batching task.
+struct Scripts {
     client: Client,
-    prefix: String,
     gcra: Script,
     login: Script,
 }
 
+/// One call waiting for its rate-limit decision.
+struct Waiting {
+    key: String,
+    rate: Rate,
+    answer: oneshot::Sender<Result<Decision, StoreError>>,
+}
+
+/// Rate limits and login guard in Redis, shared by every instance. Keys are
+/// `{prefix}rl:{bucket}` and `{prefix}login:{hash}`; each expires once it restricts
+/// nothing any more.
+///
+/// Decisions are batched: calls queue for one task that sends everything waiting as one
+/// script call, and while that call is out the next batch gathers. Nothing waits for a
+/// timer — a lone call goes at once — but under load Redis sees one script call per round
+/// trip instead of one per request, and the calls of a batch are decided in the order they
+/// came, exactly as they would have been one at a time.
+pub struct RedisLimits {
+    scripts: Arc<Scripts>,
+    prefix: String,
+    queue: mpsc::Sender<Waiting>,
+}
+
 impl RedisLimits {
-    /// Connects (its own client, reconnecting forever in the background) and loads the
-    /// scripts. Fails when Redis cannot be reached now.
+    /// Connects (its own client, reconnecting forever in the background), loads the
+    /// scripts and starts the batching task. Fails when Redis cannot be reached now.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let config =
             Config::from_url(url).map_err(|e| StoreError::Cache(format!("REDIS_URL: {e}")))?;
@@ -151,36 +195,52 @@ impl RedisLimits {
             .map_err(|e| StoreError::Cache(format!("cannot connect to Redis: {e}")))?;
         let gcra = load(&client, GCRA_SCRIPT).await?;
         let login = load(&client, LOGIN_SCRIPT).await?;
-        Ok(Self {
+        let scripts = Arc::new(Scripts {
             client,
-            prefix: prefix.to_owned(),
             gcra,
             login,
+        });
+        let (queue, waiting) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(decide_in_batches(Arc::clone(&scripts), waiting));
+        Ok(Self {
+            scripts,
+            prefix: prefix.to_owned(),
+            queue,
         })
     }
 
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}{name}", self.prefix)
+    }
+
+    fn connected(&self) -> Result<(), StoreError> {
+        if self.scripts.client.is_connected() {
+            Ok(())
+        } else {
+            Err(StoreError::Cache("not connected to Redis".to_owned()))
+        }
+    }
+}
+
+impl Scripts {
     /// Runs a script by digest within [`CALL_TIMEOUT`], loading it again if Redis lost it.
-    /// Fails at once when the connection is down (the client reconnects meanwhile).
     async fn run(
         &self,
         script: &Script,
-        key: String,
+        keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Vec<i64>, StoreError> {
-        if !self.client.is_connected() {
-            return Err(StoreError::Cache("not connected to Redis".to_owned()));
-        }
         let call = async {
             let first = self
                 .client
-                .evalsha::<Vec<i64>, _, _, _>(script.digest.as_str(), key.clone(), args.clone())
+                .evalsha::<Vec<i64>, _, _, _>(script.digest.as_str(), keys.clone(), args.clone())
                 .await;
             match first {
                 Err(error) if error.details().starts_with("NOSCRIPT") => {
                     tracing::info!("rate limiter: Redis lost its scripts; loading them again");
                     self.client.script_load::<String, _>(script.source).await?;
                     self.client
-                        .evalsha::<Vec<i64>, _, _, _>(script.digest.as_str(), key, args)
+                        .evalsha::<Vec<i64>, _, _, _>(script.digest.as_str(), keys, args)
                         .await
                 }
                 other => other,
@@ -188,15 +248,108 @@ impl RedisLimits {
         };
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(result) => result.map_err(redis_error),
-            Err(_) => Err(StoreError::Cache(format!(
-                "Redis did not answer within {} ms",
-                CALL_TIMEOUT.as_millis()
-            ))),
+            Err(_) => Err(timed_out()),
         }
     }
+}
 
-    fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}{kind}{name}", self.prefix)
+/// The batching task: takes everything waiting (up to [`MAX_BATCH`] calls), decides it with
+/// one script call, answers, and goes again. Ends when the store is dropped.
+async fn decide_in_batches(scripts: Arc<Scripts>, mut queue: mpsc::Receiver<Waiting>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A caller that gave up has already been answered by the fallback: counting its
+        // call in Redis as well would charge it twice.
+        batch.retain(|waiting| !waiting.answer.is_closed());
+        if !batch.is_empty() {
+            decide_batch(&scripts, &mut batch).await;
+        }
+        batch.clear();
+    }
+}
+
+async fn decide_batch(scripts: &Scripts, batch: &mut Vec<Waiting>) {
+    // One script entry per bucket and rate, the calls of each in arrival order. (The same
+    // bucket at two rates — a plan change in the middle of a batch — is two entries, which
+    // the script applies one after the other.)
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut index: HashMap<(&str, Rate), usize> = HashMap::new();
+    for (i, waiting) in batch.iter().enumerate() {
+        let group = *index
+            .entry((waiting.key.as_str(), waiting.rate))
+            .or_insert_with(|| {
+                groups.push((i, Vec::new()));
+                groups.len() - 1
+            });
+        groups[group].1.push(i);
+    }
+    let keys: Vec<String> = groups
+        .iter()
+        .map(|(first, _)| batch[*first].key.clone())
+        .collect();
+    let mut args = Vec::with_capacity(groups.len() * 3);
+    for (first, members) in &groups {
+        let rate = batch[*first].rate;
+        args.push(rate.interval_ns.to_string());
+        args.push(rate.burst_ns().to_string());
+        args.push(members.len().to_string());
+    }
+    let outcome = scripts
+        .run(&scripts.gcra, keys, args)
+        .await
+        .and_then(|values| reply(&values, groups.len() * 2).map(<[i64]>::to_vec));
+    let mut answers: Vec<Option<Result<Decision, StoreError>>> =
+        std::iter::repeat_with(|| None).take(batch.len()).collect();
+    match outcome {
+        Ok(values) => {
+            for (g, (first, members)) in groups.iter().enumerate() {
+                let rate = batch[*first].rate;
+                let ahead = u64::try_from(values[2 * g]).unwrap_or(0);
+                let passed = usize::try_from(values[2 * g + 1]).unwrap_or(0);
+                for (n, member) in members.iter().enumerate() {
+                    answers[*member] = Some(Ok(nth_decision(ahead, passed, n, rate)));
+                }
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            for answer in &mut answers {
+                *answer = Some(Err(StoreError::Cache(message.clone())));
+            }
+        }
+    }
+    for (waiting, answer) in batch.drain(..).zip(answers) {
+        if let Some(answer) = answer {
+            // A caller that stopped waiting meanwhile has its answer from the fallback.
+            let _ = waiting.answer.send(answer);
+        }
+    }
+}
+
+/// The decision for the `n`-th call (from 0) of a bucket's batch, given how far its TAT was
+/// ahead before the batch and how many of the batch Redis let pass: what [`gcra_step`]
+/// gives for that call after the ones before it.
+fn nth_decision(ahead: u64, passed: usize, n: usize, rate: Rate) -> Decision {
+    let ahead = ahead.min(rate.burst_ns());
+    if n < passed {
+        let before = ahead + rate.interval_ns * n as u64;
+        gcra_step(before, rate).0
+    } else {
+        let before = ahead + rate.interval_ns * passed as u64;
+        let (decision, next) = gcra_step(before, rate);
+        if next.is_none() {
+            decision
+        } else {
+            // Redis refused a call that the arithmetic here would pass (it cannot happen
+            // with the same numbers): trust Redis, and ask for one interval's wait.
+            Decision {
+                allowed: false,
+                remaining: 0,
+                reset: Duration::from_nanos(before),
+                retry_after: rate.emission_interval(),
+                ..decision
+            }
+        }
     }
 }
 
@@ -212,6 +365,13 @@ fn redis_error(e: fred::error::Error) -> StoreError {
     StoreError::Cache(e.to_string())
 }
 
+fn timed_out() -> StoreError {
+    StoreError::Cache(format!(
+        "Redis did not answer within {} ms",
+        CALL_TIMEOUT.as_millis()
+    ))
+}
+
 fn reply(values: &[i64], n: usize) -> Result<&[i64], StoreError> {
     if values.len() == n && values.iter().all(|v| *v >= 0) {
         Ok(values)
@@ -222,23 +382,30 @@ fn reply(values: &[i64], n: usize) -> Result<&[i64], StoreError> {
     }
 }
 
-fn nanos(value: i64) -> Duration {
-    Duration::from_nanos(u64::try_from(value).unwrap_or(0))
-}
-
 #[async_trait]
 impl SharedStore for RedisLimits {
     async fn gcra(&self, bucket: &str, rate: Rate) -> Result<Decision, StoreError> {
-        let args = vec![rate.interval_ns.to_string(), rate.burst_ns().to_string()];
-        let values = self.run(&self.gcra, self.key("rl:", bucket), args).await?;
-        let values = reply(&values, 4)?;
-        Ok(Decision {
-            allowed: values[0] == 1,
-            limit: rate.limit,
-            remaining: u32::try_from(values[1]).unwrap_or(0),
-            reset: nanos(values[2]),
-            retry_after: nanos(values[3]),
-        })
+        // Fails at once when the connection is down (the client reconnects meanwhile).
+        self.connected()?;
+        let (answer, decision) = oneshot::channel();
+        let waiting = Waiting {
+            key: self.key("rl:", bucket),
+            rate,
+            answer,
+        };
+        if self.queue.try_send(waiting).is_err() {
+            return Err(StoreError::Cache(
+                "too many rate-limit decisions waiting for Redis".to_owned(),
+            ));
+        }
+        // The whole wait — the batch before this one, then this one — is bounded.
+        match tokio::time::timeout(CALL_TIMEOUT, decision).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Cache(
+                "the rate-limit batching task has stopped".to_owned(),
+            )),
+            Err(_) => Err(timed_out()),
+        }
     }
 
     async fn login(
@@ -247,25 +414,29 @@ impl SharedStore for RedisLimits {
         op: LoginOp,
         policy: &LoginPolicy,
     ) -> Result<LoginVerdict, StoreError> {
+        self.connected()?;
         let key = self.key("", account);
         let op = match op {
             LoginOp::Admit => "admit",
             LoginOp::Failed => "failed",
             LoginOp::Succeeded => {
-                if !self.client.is_connected() {
-                    return Err(StoreError::Cache("not connected to Redis".to_owned()));
-                }
-                return match tokio::time::timeout(CALL_TIMEOUT, self.client.del::<i64, _>(key))
-                    .await
+                return match tokio::time::timeout(
+                    CALL_TIMEOUT,
+                    self.scripts.client.del::<i64, _>(key),
+                )
+                .await
                 {
                     Ok(result) => result.map(|_| LoginVerdict::Admitted).map_err(redis_error),
-                    Err(_) => Err(StoreError::Cache("Redis did not answer in time".into())),
+                    Err(_) => Err(timed_out()),
                 };
             }
         };
         let mut args = vec![op.to_owned()];
         args.extend(policy.script_args());
-        let values = self.run(&self.login, key, args).await?;
+        let values = self
+            .scripts
+            .run(&self.scripts.login, vec![key], args)
+            .await?;
         let values = reply(&values, 2)?;
         Ok(if values[0] == 1 {
             LoginVerdict::Admitted
@@ -306,8 +477,94 @@ mod tests {
         assert!(refused.retry_after <= Duration::from_secs(20));
         assert!(refused.reset > Duration::from_secs(59));
         // The key expires when the bucket would be full again.
-        let ttl: i64 = store.client.pttl(store.key("rl:", "b")).await.unwrap();
+        let ttl: i64 = store
+            .scripts
+            .client
+            .pttl(store.key("rl:", "b"))
+            .await
+            .unwrap();
         assert!((59_000..=60_000).contains(&ttl), "{ttl}");
+    }
+
+    #[test]
+    fn a_batch_decides_what_the_calls_one_at_a_time_would() {
+        let s = 1_000_000_000u64;
+        for (per_minute, ahead) in [
+            (3, 0),
+            (3, 25 * s),
+            (3, 59 * s),
+            (7, 0),
+            (7, 13 * s),
+            (100, 30 * s),
+            (100, 120 * s), // further ahead than a bucket (a lower limit now)
+        ] {
+            let rate = Rate::per_minute(per_minute);
+            // What the script counts: as many as fit.
+            let fit =
+                usize::try_from((rate.burst_ns() - ahead.min(rate.burst_ns())) / rate.interval_ns)
+                    .unwrap();
+            for asked in [1, fit.max(1), fit + 5] {
+                let passed = fit.min(asked);
+                let mut tat = ahead;
+                for n in 0..asked {
+                    let (one_at_a_time, next) = gcra_step(tat, rate);
+                    if let Some(next) = next {
+                        tat = next;
+                    }
+                    assert_eq!(
+                        nth_decision(ahead, passed, n, rate),
+                        one_at_a_time,
+                        "{per_minute}/min, ahead {ahead}, call {n} of {asked}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_are_batched_and_exact() {
+        let Some(store) = store().await else { return };
+        let store = Arc::new(store);
+        let rate = Rate::per_minute(7);
+        let other = Rate::per_minute(3);
+        let calls = (0..60).map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let (bucket, rate) = if i % 3 == 0 {
+                    ("b", other)
+                } else {
+                    ("a", rate)
+                };
+                (bucket, store.gcra(bucket, rate).await.unwrap())
+            })
+        });
+        let decisions = futures::future::join_all(calls).await;
+        for (bucket, limit) in [("a", 7u32), ("b", 3)] {
+            let mut remaining: Vec<u32> = decisions
+                .iter()
+                .map(|d| d.as_ref().unwrap())
+                .filter(|(b, d)| *b == bucket && d.allowed)
+                .map(|(_, d)| d.remaining)
+                .collect();
+            remaining.sort_unstable();
+            // Exactly `limit` passed, each told a different number left.
+            assert_eq!(remaining, (0..limit).collect::<Vec<_>>(), "bucket {bucket}");
+            for (_, refused) in decisions
+                .iter()
+                .map(|d| d.as_ref().unwrap())
+                .filter(|(b, d)| *b == bucket && !d.allowed)
+            {
+                assert_eq!(refused.limit, limit);
+                assert!(refused.retry_after > Duration::ZERO);
+                assert!(refused.retry_after <= Duration::from_secs(60) / limit);
+            }
+        }
+        // A plan change between calls: the same bucket at a higher rate keeps its debt (a
+        // full minute), now worth one interval of the new rate.
+        let d = store.gcra("b", Rate::per_minute(6)).await.unwrap();
+        assert!(!d.allowed, "{d:?}");
+        assert!(d.retry_after > Duration::from_secs(9), "{d:?}");
+        assert!(d.retry_after <= Duration::from_secs(10), "{d:?}");
     }
 
     #[tokio::test]
@@ -315,10 +572,10 @@ mod tests {
         let Some(store) = store().await else { return };
         // Only this store's scripts matter here: every user of Redis in this code base
         // reloads on NOSCRIPT.
-        store.client.script_flush(false).await.unwrap();
+        store.scripts.client.script_flush(false).await.unwrap();
         assert!(store.gcra("b", Rate::per_minute(5)).await.unwrap().allowed);
         let policy = LoginPolicy::default();
-        store.client.script_flush(false).await.unwrap();
+        store.scripts.client.script_flush(false).await.unwrap();
         assert_eq!(
             store
                 .login("login:x", LoginOp::Admit, &policy)
@@ -366,7 +623,12 @@ mod tests {
                 .unwrap(),
             LoginVerdict::Admitted
         );
-        let ttl: i64 = store.client.pttl(store.key("", "login:a")).await.unwrap();
+        let ttl: i64 = store
+            .scripts
+            .client
+            .pttl(store.key("", "login:a"))
+            .await
+            .unwrap();
         assert!((899_000..=900_000).contains(&ttl), "{ttl}");
     }
 }
