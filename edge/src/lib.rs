@@ -36,6 +36,7 @@
 
 mod config;
 mod health;
+mod json;
 mod limit;
 mod proxy;
 mod reply;
@@ -44,6 +45,7 @@ mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -58,6 +60,7 @@ pub use config::{
     ConfigError, DEFAULT_EDGE_ADDR, DEFAULT_UPSTREAM, ENV_EDGE_ADDR, ENV_MAX_BODY, ENV_UPSTREAM,
     Settings,
 };
+pub use json::{JsonRoute, json_routes};
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, upstream_channel, upstream_endpoint};
 pub use webhook::WEBHOOK_MAX_BODY_BYTES;
 
@@ -101,6 +104,7 @@ impl Default for EdgeOptions {
 pub(crate) struct Edge {
     pub(crate) upstream: Channel,
     pub(crate) options: EdgeOptions,
+    pub(crate) json: Arc<json::JsonApi>,
 }
 
 /// The edge as an axum [`Router`], ready to be served (with
@@ -112,9 +116,14 @@ pub(crate) struct Edge {
 /// grpc-web calls and answers 404 to everything else.
 pub fn router(upstream: Channel, options: EdgeOptions) -> Router {
     let max_body_bytes = options.max_body_bytes;
-    let edge = Edge { upstream, options };
+    let edge = Edge {
+        upstream,
+        options,
+        json: json::JsonApi::contract(),
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/openapi.json", get(json::openapi_json))
         .method_not_allowed_fallback(reply::method_not_allowed)
         .fallback(proxy::fallback)
         .layer(axum::middleware::from_fn_with_state(

@@ -16,7 +16,7 @@ use tower::{Layer, ServiceExt, service_fn};
 
 use crate::Edge;
 use crate::limit::BodyLimit;
-use crate::reply::{Protocol, json_error, refuse};
+use crate::reply::{Protocol, refuse};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -34,17 +34,9 @@ pub(crate) async fn fallback(State(edge): State<Edge>, request: Request) -> Resp
             )
             .await
         }
-        // The JSON transcoding of `google.api.http` routes slots in here, before the 404.
-        Protocol::Http => not_found(&request),
+        // The `google.api.http` routes; they answer 404 and 405 themselves.
+        Protocol::Http => crate::json::handle(&edge.json, edge.upstream, request).await,
     }
-}
-
-fn not_found(request: &Request) -> Response {
-    json_error(
-        StatusCode::NOT_FOUND,
-        tonic::Code::NotFound,
-        &format!("no route for {} {}", request.method(), request.uri().path()),
-    )
 }
 
 /// grpc-web: `tonic_web` turns the call into gRPC (decoding base64 for `-text`), we forward

@@ -1,7 +1,7 @@
 //! The answers the edge gives itself, shaped for the protocol of whoever asked.
 //!
 //! Plain HTTP callers get the HTTP status and a JSON body `{"code": <google.rpc.Code>,
-//! "message": "…"}` (the shape JSON transcoding will use for upstream errors too).
+//! "message": "…", "details": []}` (the shape JSON transcoding uses for upstream errors too).
 //! grpc-web callers get the HTTP status plus `grpc-status`/`grpc-message` headers (a
 //! trailers-only response), so both browsers' HTTP handling and grpc-web clients see the
 //! reason. Native gRPC callers get HTTP 200 with `grpc-status`, as the gRPC protocol
@@ -49,6 +49,8 @@ impl Protocol {
 struct ErrorBody<'a> {
     code: i32,
     message: &'a str,
+    /// Always empty here; the same shape as upstream errors, which may have details.
+    details: [(); 0],
 }
 
 /// A JSON error for plain HTTP callers.
@@ -56,6 +58,7 @@ pub(crate) fn json_error(http: StatusCode, code: tonic::Code, message: &str) -> 
     let body = ErrorBody {
         code: code as i32,
         message,
+        details: [],
     };
     // Serialising two plain fields cannot fail; fall back to an empty object regardless.
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());

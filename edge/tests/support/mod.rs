@@ -375,3 +375,188 @@ pub fn grpc_web_frames(mut body: &[u8]) -> (Vec<Vec<u8>>, String) {
     assert!(body.is_empty(), "trailing bytes after the last frame");
     (messages, trailers)
 }
+
+/// One call a [`FakeGrpc`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `/package.Service/Method`.
+    pub path: String,
+    /// The request's headers (its metadata).
+    pub metadata: http::HeaderMap,
+    /// The request message, encoded.
+    pub message: Bytes,
+}
+
+impl Recorded {
+    pub fn decode<M: prost::Message + Default>(&self) -> M {
+        M::decode(self.message.clone()).expect("the edge sent a valid message")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.metadata.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How a [`FakeGrpc`] answers a call.
+pub enum Answer {
+    /// Response headers (metadata), these encoded messages, then the status (`OK` or an
+    /// error after the messages) in the trailers.
+    Messages {
+        metadata: Vec<(&'static str, String)>,
+        messages: Vec<Vec<u8>>,
+        end: Status,
+    },
+    /// A trailers-only error.
+    Status(Status),
+}
+
+impl Answer {
+    /// One empty message (valid for every message type) and `OK`.
+    pub fn empty() -> Self {
+        Self::one(Vec::new())
+    }
+
+    pub fn one(message: Vec<u8>) -> Self {
+        Self::Messages {
+            metadata: vec![("x-process-time", "0.000042".into())],
+            messages: vec![message],
+            end: Status::ok(""),
+        }
+    }
+}
+
+type Answering = dyn Fn(&Recorded) -> Answer + Send + Sync;
+
+/// A gRPC server for any method of any service: it records what it receives and answers
+/// as told. Speaks HTTP/2 gRPC framing itself, so every RPC of the contract is served
+/// without per-service code.
+pub struct FakeGrpc {
+    pub addr: SocketAddr,
+    pub calls: Arc<std::sync::Mutex<Vec<Recorded>>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeGrpc {
+    pub async fn start(answer: impl Fn(&Recorded) -> Answer + Send + Sync + 'static) -> Self {
+        init_logs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        let addr = listener.local_addr().expect("fake addr");
+        let calls: Arc<std::sync::Mutex<Vec<Recorded>>> = Arc::default();
+        let answer: Arc<Answering> = Arc::new(answer);
+        let state = (calls.clone(), answer);
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (calls, answer) = state.clone();
+            async move { serve_fake_call(request, &calls, &*answer).await }
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("fake serves");
+        });
+        Self {
+            addr,
+            calls,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Answers every call with one empty message.
+    pub async fn echo() -> Self {
+        Self::start(|_| Answer::empty()).await
+    }
+
+    pub fn channel(&self) -> Channel {
+        namaskah_edge::upstream_channel(format!("http://{}", self.addr).parse().expect("url"))
+    }
+
+    pub fn calls(&self) -> Vec<Recorded> {
+        self.calls.lock().expect("calls").clone()
+    }
+
+    /// The only call received so far.
+    pub fn only_call(&self) -> Recorded {
+        let calls = self.calls();
+        assert_eq!(calls.len(), 1, "expected one call, got {calls:?}");
+        calls[0].clone()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+async fn serve_fake_call(
+    request: axum::extract::Request,
+    calls: &std::sync::Mutex<Vec<Recorded>>,
+    answer: &Answering,
+) -> axum::response::Response {
+    use axum::body::Body;
+    use http_body::Frame;
+
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    // One length-prefixed, uncompressed message.
+    let message = if body.len() >= 5 {
+        body.slice(5..)
+    } else {
+        Bytes::new()
+    };
+    let recorded = Recorded {
+        path: parts.uri.path().to_owned(),
+        metadata: parts.headers.clone(),
+        message,
+    };
+    calls.lock().expect("calls").push(recorded.clone());
+    match answer(&recorded) {
+        Answer::Status(status) => status.into_http::<Body>(),
+        Answer::Messages {
+            metadata,
+            messages,
+            end,
+        } => {
+            let trailers = {
+                let mut headers = end.into_http::<()>().into_parts().0.headers;
+                headers.remove(http::header::CONTENT_TYPE);
+                headers
+            };
+            let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = messages
+                .into_iter()
+                .map(|payload| {
+                    let mut frame = Vec::with_capacity(payload.len() + 5);
+                    frame.push(0);
+                    frame.extend_from_slice(
+                        &u32::try_from(payload.len()).expect("small").to_be_bytes(),
+                    );
+                    frame.extend_from_slice(&payload);
+                    Ok(Frame::data(Bytes::from(frame)))
+                })
+                .collect();
+            frames.push(Ok(Frame::trailers(trailers)));
+            let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+            let mut response = http::Response::new(Body::new(body));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            for (name, value) in metadata {
+                response
+                    .headers_mut()
+                    .insert(name, value.parse().expect("header value"));
+            }
+            response
+        }
+    }
+}
