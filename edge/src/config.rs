@@ -12,6 +12,8 @@ pub const ENV_EDGE_ADDR: &str = "NAMASKAH_EDGE_ADDR";
 pub const ENV_UPSTREAM: &str = "NAMASKAH_UPSTREAM";
 /// The request body limit, in bytes.
 pub const ENV_MAX_BODY: &str = "NAMASKAH_EDGE_MAX_BODY";
+/// The browser origins allowed across origins (CORS), comma-separated.
+pub const ENV_CORS_ORIGINS: &str = "NAMASKAH_CORS_ORIGINS";
 
 /// Default for [`ENV_EDGE_ADDR`].
 pub const DEFAULT_EDGE_ADDR: &str = "0.0.0.0:8080";
@@ -76,11 +78,17 @@ impl Settings {
             Some(value) => parse_max_body(&value)?,
         };
 
+        let cors_origins = match get(ENV_CORS_ORIGINS) {
+            None => Vec::new(),
+            Some(value) => parse_cors_origins(&value)?,
+        };
+
         Ok(Self {
             addr,
             upstream,
             options: EdgeOptions {
                 max_body_bytes,
+                cors_origins,
                 ..EdgeOptions::default()
             },
         })
@@ -148,6 +156,48 @@ fn parse_upstream(value: &str) -> Result<Uri, ConfigError> {
     Ok(uri)
 }
 
+/// Reads a comma-separated list of browser origins (`https://app.example.com,
+/// http://localhost:5173`) for [`EdgeOptions::cors_origins`]; `none` or an empty value is
+/// the empty list. Each must be `scheme://host[:port]` with nothing after it. `*` is
+/// refused: the edge allows credentials (`Authorization`), and a wildcard origin with
+/// credentials would let any site call the API as its visitors.
+pub fn parse_cors_origins(value: &str) -> Result<Vec<http::HeaderValue>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let fail = |reason: &str| {
+            ConfigError::new(ENV_CORS_ORIGINS, value, format!("{origin:?}: {reason}"))
+        };
+        if origin.contains('*') {
+            return Err(fail(
+                "wildcards are not allowed (credentials are): list each origin, such as https://app.example.com",
+            ));
+        }
+        let trimmed = origin.strip_suffix('/').unwrap_or(origin);
+        let uri: Uri = trimmed
+            .parse()
+            .map_err(|_| fail("expected an origin such as https://app.example.com"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(fail("expected an origin such as https://app.example.com"));
+        }
+        if uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty())
+        {
+            return Err(fail("an origin has no path or query"));
+        }
+        let origin = http::HeaderValue::from_str(&trimmed.to_ascii_lowercase())
+            .map_err(|_| fail("not a valid header value"))?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
+}
+
 fn parse_max_body(value: &str) -> Result<usize, ConfigError> {
     match value.trim().parse::<usize>() {
         Ok(0) => Err(ConfigError::new(
@@ -207,6 +257,27 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_a_list() {
+        assert!(settings(&[]).unwrap().options.cors_origins.is_empty());
+        assert!(
+            settings(&[(ENV_CORS_ORIGINS, "none")])
+                .unwrap()
+                .options
+                .cors_origins
+                .is_empty()
+        );
+        let s = settings(&[(
+            ENV_CORS_ORIGINS,
+            "https://App.example.com/, http://localhost:5173,https://app.example.com",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.options.cors_origins,
+            vec!["https://app.example.com", "http://localhost:5173"]
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             (ENV_EDGE_ADDR, "localhost"),
@@ -218,6 +289,11 @@ mod tests {
             (ENV_MAX_BODY, "1MiB"),
             (ENV_MAX_BODY, "-1"),
             (ENV_MAX_BODY, "0"),
+            (ENV_CORS_ORIGINS, "*"),
+            (ENV_CORS_ORIGINS, "https://*.example.com"),
+            (ENV_CORS_ORIGINS, "app.example.com"),
+            (ENV_CORS_ORIGINS, "https://app.example.com/path"),
+            (ENV_CORS_ORIGINS, "ftp://app.example.com"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{value}");

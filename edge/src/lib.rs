@@ -8,9 +8,13 @@
 //!   its metadata (`authorization`, `x-api-key`, `grpc-timeout`, …) and the upstream's
 //!   headers and trailers (`x-process-time`, `grpc-status`, …) pass through;
 //! - plain HTTP: `GET /healthz`, `POST /webhooks/{source}` (handed to the server's
-//!   `WebhookService` untouched, see [below](#webhooks)), and (later) the JSON
-//!   routes of the `google.api.http` annotations. Anything else is a 404 with a
-//!   `{"code":5,"message":…}` body.
+//!   `WebhookService` untouched, see [below](#webhooks)), `GET /openapi.json`, and the
+//!   JSON routes of the `google.api.http` annotations (see the `json` module: proto3 JSON
+//!   in and out, NDJSON or server-sent events for server streams). Anything else is a 404
+//!   (or a 405 for a known path) with a `{"code":5,"message":…,"details":[]}` body.
+//!
+//! With [`EdgeOptions::cors_origins`] set, browsers on those origins may call both grpc-web
+//! and JSON routes with credentials.
 //!
 //! # Webhooks
 //!
@@ -35,6 +39,7 @@
 //! ```
 
 mod config;
+mod cors;
 mod health;
 mod json;
 mod limit;
@@ -57,8 +62,8 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 pub use config::{
-    ConfigError, DEFAULT_EDGE_ADDR, DEFAULT_UPSTREAM, ENV_EDGE_ADDR, ENV_MAX_BODY, ENV_UPSTREAM,
-    Settings,
+    ConfigError, DEFAULT_EDGE_ADDR, DEFAULT_UPSTREAM, ENV_CORS_ORIGINS, ENV_EDGE_ADDR,
+    ENV_MAX_BODY, ENV_UPSTREAM, Settings, parse_cors_origins,
 };
 pub use json::{JsonRoute, json_routes};
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, upstream_channel, upstream_endpoint};
@@ -87,6 +92,10 @@ pub struct EdgeOptions {
     pub health_check_timeout: Duration,
     /// How long `POST /webhooks/{source}` waits for the server before answering 504.
     pub webhook_timeout: Duration,
+    /// The browser origins (`https://app.example.com`) allowed to call the edge across
+    /// origins, with credentials; none by default (same-origin pages only). See
+    /// [`parse_cors_origins`].
+    pub cors_origins: Vec<http::HeaderValue>,
 }
 
 impl Default for EdgeOptions {
@@ -95,6 +104,7 @@ impl Default for EdgeOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             health_check_timeout: DEFAULT_HEALTH_CHECK_TIMEOUT,
             webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -111,17 +121,18 @@ pub(crate) struct Edge {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so `x-forwarded-for` can be set)
 /// or nested into a bigger router.
 ///
-/// Routing order: the explicit routes (`/healthz`, `/webhooks/{source}`; later the JSON
-/// transcoding routes and OpenAPI) first, then the fallback, which forwards gRPC and
-/// grpc-web calls and answers 404 to everything else.
+/// Routing order: the explicit routes (`/healthz`, `/openapi.json`, `/webhooks/{source}`)
+/// first, then the fallback, which forwards gRPC and grpc-web calls and matches plain HTTP
+/// against the JSON routes (404 or 405 when none fits).
 pub fn router(upstream: Channel, options: EdgeOptions) -> Router {
     let max_body_bytes = options.max_body_bytes;
+    let cors = cors::layer(&options.cors_origins);
     let edge = Edge {
         upstream,
         options,
         json: json::JsonApi::contract(),
     };
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(json::openapi_json))
         .method_not_allowed_fallback(reply::method_not_allowed)
@@ -140,8 +151,14 @@ pub fn router(upstream: Channel, options: EdgeOptions) -> Router {
         .with_state(edge)
         // 5xx answers (a 503 from /healthz while the upstream restarts) are warnings, not
         // errors; per-request spans and events are at debug level.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
-        .layer(CatchPanicLayer::custom(reply::panicked))
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)));
+    // Outside everything else, so preflights are answered before any route and every
+    // answer (404s and 413s too) carries the headers a browser needs to read it.
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(CatchPanicLayer::custom(reply::panicked))
 }
 
 /// Serves the edge with the default [`EdgeOptions`] on `listener` until `shutdown`

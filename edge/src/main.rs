@@ -2,7 +2,8 @@
 //!
 //! Configuration (environment; unset or empty means the default):
 //! `NAMASKAH_EDGE_ADDR` (`0.0.0.0:8080`), `NAMASKAH_UPSTREAM` (`http://127.0.0.1:50051`),
-//! `NAMASKAH_EDGE_MAX_BODY` (bytes, `1048576`), `RUST_LOG` (`info`).
+//! `NAMASKAH_EDGE_MAX_BODY` (bytes, `1048576`), `NAMASKAH_CORS_ORIGINS` (comma-separated
+//! browser origins allowed across origins; none), `RUST_LOG` (`info`).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

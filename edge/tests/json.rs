@@ -656,3 +656,147 @@ async fn a_stream_that_fails_before_its_first_message_is_an_http_error() {
     let reply = Call::get("/v1/verifications/v-404:watch").send(&edge).await;
     assert_json_error(&reply, 404, Code::NotFound);
 }
+
+async fn cors_edge() -> (FakeGrpc, Edge) {
+    let fake = FakeGrpc::echo().await;
+    let edge = Edge::start_with(
+        fake.channel(),
+        EdgeOptions {
+            cors_origins: namaskah_edge::parse_cors_origins(
+                "https://app.example.com,http://localhost:5173",
+            )
+            .unwrap(),
+            ..EdgeOptions::default()
+        },
+    )
+    .await;
+    (fake, edge)
+}
+
+#[tokio::test]
+async fn cors_preflights_allow_only_the_listed_origins_with_credentials() {
+    let (fake, edge) = cors_edge().await;
+    for path in ["/v1/auth:login", "/namaskah.v1.AuthService/GetMe"] {
+        let reply = Call::new(Method::OPTIONS, path)
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, x-api-key, content-type, x-grpc-web, x-user-agent",
+            )
+            .send(&edge)
+            .await;
+        assert!(reply.status.is_success(), "{path}: {}", reply.status);
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            reply.header("access-control-allow-credentials"),
+            Some("true")
+        );
+        let allowed = reply
+            .header("access-control-allow-headers")
+            .unwrap_or_default();
+        for header in ["authorization", "x-api-key", "content-type", "x-grpc-web"] {
+            assert!(allowed.contains(header), "{allowed}");
+        }
+    }
+
+    let reply = Call::new(Method::OPTIONS, "/v1/auth:login")
+        .header("origin", "https://evil.example.com")
+        .header("access-control-request-method", "POST")
+        .send(&edge)
+        .await;
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    assert!(fake.calls().is_empty(), "preflights never reach the server");
+}
+
+#[tokio::test]
+async fn cors_answers_expose_the_grpc_web_and_rate_limit_headers() {
+    let (_fake, edge) = cors_edge().await;
+    let reply = Call::get("/v1/users/me")
+        .header("origin", "http://localhost:5173")
+        .send(&edge)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+    assert_eq!(
+        reply.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    let exposed = reply
+        .header("access-control-expose-headers")
+        .unwrap_or_default();
+    for header in [
+        "grpc-status",
+        "grpc-message",
+        "x-process-time",
+        "retry-after",
+        "ratelimit-remaining",
+        "x-ratelimit-remaining",
+    ] {
+        assert!(exposed.contains(header), "{header} in {exposed}");
+    }
+    // Errors from the edge itself carry them too, or the page could not read them.
+    let reply = Call::get("/v1/nothing")
+        .header("origin", "http://localhost:5173")
+        .send(&edge)
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+
+    let reply = Call::get("/v1/users/me")
+        .header("origin", "https://evil.example.com")
+        .send(&edge)
+        .await;
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn without_configured_origins_there_are_no_cors_headers() {
+    let (_fake, edge) = echo_edge().await;
+    let reply = Call::get("/v1/users/me")
+        .header("origin", "https://app.example.com")
+        .send(&edge)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .headers
+            .keys()
+            .all(|name| !name.as_str().starts_with("access-control-")),
+        "{:?}",
+        reply.headers
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_json_routes() {
+    let (_fake, edge) = echo_edge().await;
+    let reply = Call::get("/openapi.json").send(&edge).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let doc = reply.json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let get_me = &doc["paths"]["/v1/users/me"]["get"];
+    assert_eq!(get_me["operationId"], "AuthService_GetMe");
+    assert_eq!(
+        get_me["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/namaskah.v1.GetMeResponse"
+    );
+    let (routes, _) = namaskah_edge::json_routes();
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, routes.len());
+}
