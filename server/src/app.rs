@@ -37,10 +37,11 @@ use crate::payments::sandbox::SandboxGateway;
 use crate::payments::service::Payments;
 use crate::providers::Provider;
 use crate::providers::fivesim::FiveSim;
+use crate::providers::instrumented::Instrumented;
 use crate::providers::router::Router;
 use crate::providers::sandbox::SandboxProvider;
 use crate::providers::textverified::TextVerified;
-use crate::telemetry::ProcessTimeLayer;
+use crate::telemetry::{Telemetry, TelemetryLayer};
 use crate::verification::feed::Feed;
 use crate::verification::grpc::VerificationApi;
 use crate::verification::service::{Settings as VerificationSettings, Verifications};
@@ -66,6 +67,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// The time billing runs on (tests move it forward).
     pub clock: Arc<crate::clock::Clock>,
+    /// Request telemetry: Sentry reporting, the slow-call threshold, the `/metrics` address.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// A built application with its listeners bound, ready to serve.
@@ -74,6 +77,8 @@ pub struct Application {
     state: AppState,
     grpc: TcpListener,
     edge: Option<TcpListener>,
+    /// The `/metrics` listener and the registry it serves.
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
 }
 
 impl Application {
@@ -169,6 +174,11 @@ impl Application {
         if let Some(sandbox) = &sandbox_provider {
             providers.push(Arc::clone(sandbox) as Arc<dyn Provider>);
         }
+        // Every provider call is counted, timed and traced, whoever makes it.
+        let providers = providers
+            .into_iter()
+            .map(|p| Arc::new(Instrumented::new(p)) as Arc<dyn Provider>)
+            .collect();
         let router = Arc::new(Router::new(providers));
         let catalog = Arc::new(Catalog::new(
             db.clone(),
@@ -244,6 +254,19 @@ impl Application {
             ),
             None => None,
         };
+        let telemetry = Arc::new(Telemetry::new(&config));
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on NAMASKAH_METRICS_ADDR {addr}"))?;
+                telemetry.set_metrics_addr(listener.local_addr()?);
+                let handle = crate::telemetry::metrics::install()
+                    .with_context(|| "cannot start the metrics registry")?;
+                Some((listener, handle))
+            }
+            None => None,
+        };
         tracing::info!(
             database = %redact_url(&config.database_url),
             cache = cache.kind(),
@@ -262,10 +285,12 @@ impl Application {
                 billing,
                 limiter,
                 clock,
+                telemetry,
             },
             config,
             grpc,
             edge,
+            metrics,
         })
     }
 
@@ -275,6 +300,11 @@ impl Application {
 
     pub fn edge_addr(&self) -> Option<SocketAddr> {
         self.edge.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where `/metrics` is served (`None` when `NAMASKAH_METRICS_ADDR` is off).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.state.telemetry.metrics_addr()
     }
 
     pub fn state(&self) -> &AppState {
@@ -292,6 +322,7 @@ impl Application {
             state,
             grpc,
             edge,
+            metrics,
         } = self;
         let (mut health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -366,7 +397,7 @@ impl Application {
         };
 
         let layers = tower::ServiceBuilder::new()
-            .layer(ProcessTimeLayer)
+            .layer(TelemetryLayer::new(Arc::clone(&state.telemetry)))
             .layer(AuthLayer::new(Arc::clone(&state.identity)))
             .layer(RateLimitLayer::new(
                 Arc::clone(&state.limiter),
@@ -416,6 +447,18 @@ impl Application {
                 .context("edge server")
             });
             tracing::info!(address = %edge_addr, "edge listening (grpc-web, webhooks)");
+        }
+
+        if let Some((listener, handle)) = metrics {
+            let metrics_addr = listener.local_addr()?;
+            let metrics_stop = stopped(stop_rx.clone());
+            let db = state.db.clone();
+            tasks.spawn(async move {
+                crate::telemetry::endpoint::serve(listener, handle, db, metrics_stop)
+                    .await
+                    .context("metrics listener")
+            });
+            tracing::info!(address = %metrics_addr, "metrics listening (/metrics)");
         }
 
         tasks.spawn(crate::verification::jobs::run(
@@ -495,6 +538,9 @@ impl Application {
             tasks.abort_all();
         }
         state.identity.flush_key_usage().await;
+        // Queued Sentry reports go out before the process ends.
+        let telemetry = Arc::clone(&state.telemetry);
+        let _ = tokio::task::spawn_blocking(move || telemetry.flush(Duration::from_secs(2))).await;
         tracing::info!("stopped");
         Ok(())
     }

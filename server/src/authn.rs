@@ -159,6 +159,7 @@ where
             };
             match outcome {
                 Ok(Some(principal)) => {
+                    crate::telemetry::authenticated(request.extensions(), principal.user_id);
                     request.extensions_mut().insert(principal);
                 }
                 Ok(None) => {}

@@ -11,6 +11,7 @@ use fred::prelude::{
 };
 
 use crate::error::StoreError;
+use crate::telemetry::metrics;
 
 /// A cache of short strings. Entries may vanish at any time before their expiry; callers
 /// always know how to rebuild them.
@@ -67,6 +68,19 @@ impl InProcessCache {
         lock(self.shard(key)).remove(key);
     }
 
+    /// The live value of `key` (not counted in the metrics: callers count).
+    fn lookup(&self, key: &str) -> Option<String> {
+        let mut shard = lock(self.shard(key));
+        match shard.get(key) {
+            Some((expires, value)) if *expires > Instant::now() => Some(value.clone()),
+            Some(_) => {
+                shard.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Drops every entry.
     pub fn clear(&self) {
         for shard in &self.shards {
@@ -96,15 +110,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[async_trait]
 impl Cache for InProcessCache {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let mut shard = lock(self.shard(key));
-        match shard.get(key) {
-            Some((expires, value)) if *expires > Instant::now() => Ok(Some(value.clone())),
-            Some(_) => {
-                shard.remove(key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        let value = self.lookup(key);
+        metrics::cache_lookup("in-process", if value.is_some() { "hit" } else { "miss" });
+        Ok(value)
     }
 
     async fn fill(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -251,11 +259,22 @@ impl NearCache {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        if let Some(value) = self.near.entries.get(key).await? {
+        if let Some(value) = self.near.entries.lookup(key) {
+            metrics::cache_lookup("near", "hit");
             return Ok(Some(value));
         }
         let generation = self.near.generation.load(Ordering::SeqCst);
-        let value: Option<String> = self.client.get(self.key(key)).await.map_err(redis_error)?;
+        let value: Option<String> = match self.client.get::<Option<String>, _>(self.key(key)).await
+        {
+            Ok(value) => {
+                metrics::cache_lookup("redis", if value.is_some() { "hit" } else { "miss" });
+                value
+            }
+            Err(error) => {
+                metrics::cache_lookup("redis", "error");
+                return Err(redis_error(error));
+            }
+        };
         if let Some(value) = &value
             && self.near.generation.load(Ordering::SeqCst) == generation
         {

@@ -161,6 +161,9 @@ pub struct Config {
     /// How often API-call counters are written to the database (`NAMASKAH_USAGE_FLUSH`,
     /// default 5s); a crash loses at most this much metering.
     pub usage_flush: Duration,
+    /// Calls slower than this are logged at warn and counted in `slow_requests_total`
+    /// (`NAMASKAH_SLOW_CALL_THRESHOLD`, default 1s).
+    pub slow_call_threshold: Duration,
 }
 
 /// Parses durations written like `500ms`, `5s`, `15m`, `2h`, `1d`.
@@ -408,6 +411,16 @@ impl Config {
                 .ok_or_else(|| bad("SENTRY_TRACES_SAMPLE_RATE", "must be a number from 0 to 1"))?,
         };
 
+        let sentry_dsn = r.get("SENTRY_DSN");
+        if let Some(dsn) = &sentry_dsn
+            && let Err(error) = dsn.parse::<sentry::types::Dsn>()
+        {
+            return Err(bad(
+                "SENTRY_DSN",
+                format!("not a Sentry DSN like https://<key>@<host>/<project>: {error}"),
+            ));
+        }
+
         let access_token_ttl = r.duration("NAMASKAH_ACCESS_TOKEN_TTL", "15m")?;
         let refresh_token_ttl = r.duration("NAMASKAH_REFRESH_TOKEN_TTL", "30d")?;
         if refresh_token_ttl <= access_token_ttl {
@@ -513,7 +526,7 @@ impl Config {
             provider_timeout: r.duration("NAMASKAH_PROVIDER_TIMEOUT", "10s")?,
             job_interval: r.duration("NAMASKAH_JOB_INTERVAL", "1s")?,
             sentry: SentryConfig {
-                dsn: r.get("SENTRY_DSN"),
+                dsn: sentry_dsn,
                 environment: r
                     .get("SENTRY_ENVIRONMENT")
                     .unwrap_or_else(|| "development".to_owned()),
@@ -522,6 +535,7 @@ impl Config {
             plans,
             rate_limits,
             usage_flush: r.duration("NAMASKAH_USAGE_FLUSH", "5s")?,
+            slow_call_threshold: r.duration("NAMASKAH_SLOW_CALL_THRESHOLD", "1s")?,
         })
     }
 }
@@ -549,6 +563,30 @@ mod tests {
         assert_eq!(c.sandbox_sms_delay, Some(Duration::from_secs(5)));
         assert!(matches!(c.mail, MailConfig::Sink(_)));
         assert!((c.sentry.traces_sample_rate - 0.1).abs() < f32::EPSILON);
+        assert_eq!(c.slow_call_threshold, Duration::from_secs(1));
+        assert_eq!(c.metrics_addr.map(|a| a.port()), Some(9090));
+    }
+
+    #[test]
+    fn observability_settings() {
+        let c = config(&[
+            ("NAMASKAH_SLOW_CALL_THRESHOLD", "250ms"),
+            ("NAMASKAH_METRICS_ADDR", "off"),
+            ("SENTRY_DSN", "https://public@sentry.example.com/42"),
+        ])
+        .expect("valid");
+        assert_eq!(c.slow_call_threshold, Duration::from_millis(250));
+        assert!(c.metrics_addr.is_none());
+        assert!(c.sentry.dsn.is_some());
+        for (name, value) in [
+            ("NAMASKAH_SLOW_CALL_THRESHOLD", "0s"),
+            ("NAMASKAH_SLOW_CALL_THRESHOLD", "fast"),
+            ("SENTRY_DSN", "not a dsn"),
+            ("NAMASKAH_METRICS_ADDR", "9090"),
+        ] {
+            let error = config(&[(name, value)]).expect_err(value);
+            assert_eq!(error.variable, name);
+        }
     }
 
     #[test]

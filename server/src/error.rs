@@ -290,7 +290,10 @@ impl ApiError {
             }
             ApiError::Internal(error) => {
                 // The cause is logged here, once, and never shown to the caller.
-                tracing::error!(error = format!("{error:#}"), "internal error");
+                let cause = format!("{error:#}");
+                tracing::error!(error = %cause, "internal error");
+                // On the call's Sentry report too (scrubbed), captured as it answers.
+                crate::telemetry::reports::note_internal_cause(&cause);
                 (
                     Code::Internal,
                     "INTERNAL",

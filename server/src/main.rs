@@ -57,6 +57,14 @@ async fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // One rustls crypto provider for the whole process (ring: sea-orm, reqwest and Sentry's
+    // transport share it), installed before anything builds a TLS client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Sentry for the whole process (panics anywhere, every call's reports); the guard
+    // sends what is queued when it drops at exit. Inert without SENTRY_DSN.
+    let _sentry = (command == "serve")
+        .then(|| telemetry::reports::init(&config.sentry))
+        .flatten();
     let result = match command.as_str() {
         "serve" => serve(config).await,
         "migrate" => migrate(config).await,

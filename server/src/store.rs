@@ -7,6 +7,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 
 use crate::config::Config;
 use crate::error::StoreError;
+use crate::telemetry::metrics;
 
 /// Opens the database named by the configuration.
 ///
@@ -36,7 +37,19 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, StoreError> 
                 .foreign_keys(true)
         });
     }
-    let db = Database::connect(options).await?;
+    let mut db = Database::connect(options).await?;
+    // Every statement (in transactions too) is timed into `db_query_duration_seconds` and,
+    // inside a sampled call, becomes a Sentry span (the SQL has placeholders, never values).
+    db.set_metric_callback(|info| {
+        let operation = metrics::sql_operation(&info.statement.sql);
+        metrics::db_query(operation, info.elapsed, info.failed);
+        crate::telemetry::span_finished(
+            "db.sql.query",
+            &info.statement.sql,
+            info.elapsed,
+            info.failed,
+        );
+    });
     if db.get_database_backend() == DbBackend::Sqlite {
         // Belt and braces for connections opened before the options applied.
         db.execute_unprepared("PRAGMA foreign_keys = ON").await?;
@@ -48,4 +61,30 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, StoreError> 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     migration::Migrator::up(db, None).await?;
     Ok(())
+}
+
+/// Exports the pool's use now (`db_pool_connections`, `db_pool_max_connections`); called
+/// at each scrape of `/metrics`.
+pub fn record_pool(db: &DatabaseConnection) {
+    let (size, idle, max) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            )
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            )
+        }
+        _ => return,
+    };
+    let idle = idle as u64;
+    metrics::db_pool(u64::from(size).saturating_sub(idle), idle, u64::from(max));
 }

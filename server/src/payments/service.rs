@@ -24,6 +24,7 @@ use super::sandbox::{Outcome, SandboxGateway};
 use crate::error::{ApiError, StoreError, Violations};
 use crate::identity::domain::Principal;
 use crate::identity::service::Identity;
+use crate::telemetry::metrics;
 use crate::wallet::domain::CURRENCY;
 use crate::wallet::ledger;
 
@@ -278,11 +279,13 @@ impl Payments {
             .await
             .map_err(|error| match error {
                 GatewayError::Unavailable(_) => {
+                    metrics::topup("gateway_unavailable");
                     tracing::warn!(%error, gateway = gateway.kind().as_str(), "top-up not started");
                     unavailable(&error)
                 }
                 // Our request or our configuration (a bad key): retrying will not help.
                 GatewayError::Refused(_) | GatewayError::NotFound => {
+                    metrics::topup("gateway_refused");
                     tracing::error!(%error, gateway = gateway.kind().as_str(), "the gateway refused to start a top-up");
                     ApiError::failed_precondition(
                         "PAYMENT_GATEWAY_REFUSED",
@@ -332,6 +335,7 @@ impl Payments {
             )
             .await?;
             txn.commit().await.map_err(StoreError::from)?;
+            metrics::topup("started");
         } else {
             txn.rollback().await.map_err(StoreError::from)?;
             tracing::info!(%reference, "a concurrent retry created this top-up first");
@@ -540,6 +544,8 @@ impl Payments {
         )
         .await?;
         txn.commit().await.map_err(StoreError::from)?;
+        metrics::topup("credited");
+        metrics::topup_credited(CURRENCY, amount);
         tracing::info!(reference = %payment.reference, amount, source = source.as_str(), "top-up credited");
         Ok(true)
     }
@@ -581,6 +587,12 @@ impl Payments {
         )
         .await?;
         txn.commit().await.map_err(StoreError::from)?;
+        // Declined by the payer's bank, or refused by us (wrong amount or currency).
+        metrics::topup(if reason == FailureReason::PaymentFailed {
+            "failed"
+        } else {
+            "refused"
+        });
         Ok(true)
     }
 

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub mod fivesim;
+pub mod instrumented;
 pub mod router;
 pub mod sandbox;
 pub mod textverified;
