@@ -65,7 +65,7 @@ pub use config::{
     ConfigError, DEFAULT_EDGE_ADDR, DEFAULT_UPSTREAM, ENV_CORS_ORIGINS, ENV_EDGE_ADDR,
     ENV_MAX_BODY, ENV_UPSTREAM, Settings, parse_cors_origins,
 };
-pub use json::{JsonRoute, json_routes};
+pub use json::{JsonRoute, json_route_for, json_routes};
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, upstream_channel, upstream_endpoint};
 pub use webhook::WEBHOOK_MAX_BODY_BYTES;
 

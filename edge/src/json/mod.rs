@@ -95,6 +95,35 @@ impl JsonApi {
         &self.routes
     }
 
+    /// The route for `method` and `path` (the most specific when several match), and the
+    /// methods other routes on that path take (for a 405's `Allow`).
+    fn find(
+        &self,
+        method: &http::Method,
+        path: &str,
+    ) -> (Option<(&Route, template::Bindings)>, Vec<http::Method>) {
+        let mut best: Option<(&Route, template::Bindings)> = None;
+        let mut allowed: Vec<http::Method> = Vec::new();
+        for route in &self.routes {
+            let Some(bindings) = route.template.matches(path) else {
+                continue;
+            };
+            if route.method != *method {
+                if !allowed.contains(&route.method) {
+                    allowed.push(route.method.clone());
+                }
+                continue;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| route.template.specificity() > b.template.specificity())
+            {
+                best = Some((route, bindings));
+            }
+        }
+        (best, allowed)
+    }
+
     /// The OpenAPI document of the routes, as JSON.
     pub(crate) fn openapi(&self) -> Bytes {
         self.openapi
@@ -130,30 +159,21 @@ pub(crate) async fn openapi_json(
         .into_response()
 }
 
+/// The JSON route the edge takes for `method` and `path` (a request path, without the
+/// query), if any: for tests that must reach every route.
+pub fn json_route_for(method: &str, path: &str) -> Option<JsonRoute> {
+    let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+    let api = JsonApi::contract();
+    let (found, _) = api.find(&method, path);
+    found.map(|(route, _)| route.describe())
+}
+
 /// A plain HTTP request that no explicit route took: a JSON call, or a 404/405.
 pub(crate) async fn handle(api: &JsonApi, upstream: Channel, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
 
-    let mut best: Option<(&Route, template::Bindings)> = None;
-    let mut allowed: Vec<http::Method> = Vec::new();
-    for route in &api.routes {
-        let Some(bindings) = route.template.matches(&path) else {
-            continue;
-        };
-        if route.method != method {
-            if !allowed.contains(&route.method) {
-                allowed.push(route.method.clone());
-            }
-            continue;
-        }
-        if best
-            .as_ref()
-            .is_none_or(|(b, _)| route.template.specificity() > b.template.specificity())
-        {
-            best = Some((route, bindings));
-        }
-    }
+    let (best, allowed) = api.find(&method, &path);
     let Some((route, bindings)) = best else {
         if allowed.is_empty() {
             return edge_error(
