@@ -24,8 +24,9 @@ const ALLOWED: [&str; 10] = [
 ];
 
 /// Response headers pages may read.
-const EXPOSED: [&str; 12] = [
+const EXPOSED: [&str; 13] = [
     "grpc-status",
+    "x-request-id",
     "grpc-message",
     "grpc-status-details-bin",
     "x-process-time",

@@ -138,6 +138,7 @@ async fn path_variables_fill_the_request() {
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.json(), json!({}));
+    assert_eq!(reply.header("x-request-id"), Some("req-1"));
     let call = fake.only_call();
     assert_eq!(call.path, "/namaskah.v1.CatalogService/GetPrice");
     assert_eq!(
@@ -447,6 +448,30 @@ async fn routing_errors_404_405_415_413() {
     let big = format!(r#"{{"email": "{}"}}"#, "a".repeat(300));
     let reply = Call::post("/v1/auth:login", &big).send(&edge).await;
     assert_json_error(&reply, 413, Code::ResourceExhausted);
+
+    // A chunked body (no content-length) is counted as it streams.
+    let chunks: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> = (0..30)
+        .map(|_| {
+            Ok(http_body::Frame::data(Bytes::from_static(
+                b"          \"x\": 1,",
+            )))
+        })
+        .collect();
+    let request = http::Request::builder()
+        .method(Method::POST)
+        .uri(format!("{}/v1/auth:login", edge.url()))
+        .header("content-type", "application/json")
+        .body(http_body_util::StreamBody::new(futures::stream::iter(
+            chunks,
+        )))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = tokio::time::timeout(PROMPTLY, client.request(request))
+        .await
+        .expect("prompt")
+        .expect("HTTP exchange");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     let sent: Vec<String> = fake.calls().into_iter().map(|c| c.path).collect();
     assert_eq!(sent, vec!["/namaskah.v1.AuthService/Logout"; 2]);

@@ -31,8 +31,9 @@ pub(crate) fn http_status(code: Code) -> StatusCode {
 }
 
 /// The metadata the edge turns into HTTP headers, and the header each becomes.
-const PASSED_BACK: [(&str, HeaderName); 5] = [
+const PASSED_BACK: [(&str, HeaderName); 6] = [
     ("x-process-time", HeaderName::from_static("x-process-time")),
+    ("x-request-id", HeaderName::from_static("x-request-id")),
     ("retry-after", RETRY_AFTER),
     (
         "x-ratelimit-limit",
@@ -49,7 +50,8 @@ const PASSED_BACK: [(&str, HeaderName); 5] = [
 ];
 
 /// Copies the metadata partners see as headers (`x-process-time` → `X-Process-Time`,
-/// `retry-after` → `Retry-After`, `x-ratelimit-*` → `RateLimit-*`).
+/// `x-request-id` → `X-Request-Id`, `retry-after` → `Retry-After`, `x-ratelimit-*` →
+/// `RateLimit-*`).
 pub(crate) fn pass_back(metadata: &MetadataMap, headers: &mut HeaderMap) {
     let upstream = metadata.as_ref();
     for (from, to) in PASSED_BACK {

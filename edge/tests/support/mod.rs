@@ -418,7 +418,10 @@ impl Answer {
 
     pub fn one(message: Vec<u8>) -> Self {
         Self::Messages {
-            metadata: vec![("x-process-time", "0.000042".into())],
+            metadata: vec![
+                ("x-process-time", "0.000042".into()),
+                ("x-request-id", "req-1".into()),
+            ],
             messages: vec![message],
             end: Status::ok(""),
         }
