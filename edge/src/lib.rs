@@ -80,6 +80,10 @@ pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// before they do keeps their retry schedule ours.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often a quiet server-sent-event stream gets a comment line, so that proxies between
+/// a browser and the edge do not close it.
+pub const DEFAULT_SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// The knobs of the edge itself (where it listens and what it forwards to are given
 /// separately, to [`serve_with`] or [`router`]).
 #[derive(Debug, Clone)]
@@ -96,6 +100,9 @@ pub struct EdgeOptions {
     /// origins, with credentials; none by default (same-origin pages only). See
     /// [`parse_cors_origins`].
     pub cors_origins: Vec<http::HeaderValue>,
+    /// How often a quiet server-sent-event stream (a JSON server stream asked for with
+    /// `Accept: text/event-stream`) gets a `: keep-alive` comment line.
+    pub sse_keep_alive: Duration,
 }
 
 impl Default for EdgeOptions {
@@ -105,6 +112,7 @@ impl Default for EdgeOptions {
             health_check_timeout: DEFAULT_HEALTH_CHECK_TIMEOUT,
             webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
             cors_origins: Vec::new(),
+            sse_keep_alive: DEFAULT_SSE_KEEP_ALIVE,
         }
     }
 }

@@ -35,7 +35,15 @@ pub(crate) async fn fallback(State(edge): State<Edge>, request: Request) -> Resp
             .await
         }
         // The `google.api.http` routes; they answer 404 and 405 themselves.
-        Protocol::Http => crate::json::handle(&edge.json, edge.upstream, request).await,
+        Protocol::Http => {
+            crate::json::handle(
+                &edge.json,
+                edge.upstream,
+                edge.options.sse_keep_alive,
+                request,
+            )
+            .await
+        }
     }
 }
 

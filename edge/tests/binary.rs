@@ -22,6 +22,7 @@ fn edge_command(vars: &[(&str, &str)]) -> Command {
         .env_remove("NAMASKAH_EDGE_ADDR")
         .env_remove("NAMASKAH_UPSTREAM")
         .env_remove("NAMASKAH_EDGE_MAX_BODY")
+        .env_remove("NAMASKAH_CORS_ORIGINS")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -95,6 +96,7 @@ async fn a_bad_value_stops_start_up_naming_the_variable() {
         ("NAMASKAH_EDGE_MAX_BODY", "lots"),
         ("NAMASKAH_EDGE_ADDR", "somewhere"),
         ("NAMASKAH_UPSTREAM", "ftp://127.0.0.1:50051"),
+        ("NAMASKAH_CORS_ORIGINS", "*"),
     ] {
         let (success, output) = run_to_exit(&[(name, value)]).await;
         assert!(!success, "{name}={value} must stop start-up");
@@ -147,4 +149,34 @@ async fn serves_until_sigterm_then_exits_cleanly() {
         .expect("exits after SIGTERM")
         .expect("wait");
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_standalone_edge_transcodes_json_with_cors() {
+    let upstream = Upstream::start().await;
+    let (_child, addr) = spawn_edge(&[
+        ("NAMASKAH_EDGE_ADDR", "127.0.0.1:0"),
+        ("NAMASKAH_UPSTREAM", &upstream.url()),
+        ("NAMASKAH_CORS_ORIGINS", "https://app.example.com"),
+    ])
+    .await;
+
+    let get_me = http::Request::get(format!("http://{addr}/v1/users/me"))
+        .header("origin", "https://app.example.com")
+        .header("x-api-key", "nsk_binary")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = http1(get_me).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["user"]["email"], "nsk_binary");
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(reply.header("x-process-time"), Some("0.000042"));
+
+    let openapi = http::Request::get(format!("http://{addr}/openapi.json"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(http1(openapi).await.json()["openapi"], "3.0.3");
 }

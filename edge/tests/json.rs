@@ -825,3 +825,43 @@ async fn the_openapi_document_describes_the_json_routes() {
         .sum();
     assert_eq!(operations, routes.len());
 }
+
+#[tokio::test]
+async fn quiet_server_sent_event_streams_get_keep_alive_comments() {
+    let events = watch_events(2);
+    let fake = FakeGrpc::start(move |_| Answer::Slow {
+        messages: [events[0].clone(), events[1].clone()],
+        pause: Duration::from_millis(400),
+    })
+    .await;
+    let edge = Edge::start_with(
+        fake.channel(),
+        EdgeOptions {
+            sse_keep_alive: Duration::from_millis(50),
+            ..EdgeOptions::default()
+        },
+    )
+    .await;
+    let reply = Call::get("/v1/verifications/v-1:watch")
+        .header("accept", "text/event-stream")
+        .send(&edge)
+        .await;
+    let text = std::str::from_utf8(&reply.body).unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(
+        events.first(),
+        Some(&"data: {\"event\":{\"sequence\":\"1\"}}")
+    );
+    assert!(
+        events.iter().filter(|e| **e == ": keep-alive").count() >= 2,
+        "{text}"
+    );
+    assert!(
+        text.ends_with("data: {\"event\":{\"sequence\":\"2\"}}\n\nevent: end\ndata: {}\n\n"),
+        "{text}"
+    );
+
+    // NDJSON has no comments: only the messages.
+    let reply = Call::get("/v1/verifications/v-1:watch").send(&edge).await;
+    assert_eq!(std::str::from_utf8(&reply.body).unwrap().lines().count(), 2);
+}

@@ -169,7 +169,12 @@ pub fn json_route_for(method: &str, path: &str) -> Option<JsonRoute> {
 }
 
 /// A plain HTTP request that no explicit route took: a JSON call, or a 404/405.
-pub(crate) async fn handle(api: &JsonApi, upstream: Channel, request: Request) -> Response {
+pub(crate) async fn handle(
+    api: &JsonApi,
+    upstream: Channel,
+    keep_alive: std::time::Duration,
+    request: Request,
+) -> Response {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
 
@@ -280,7 +285,7 @@ pub(crate) async fn handle(api: &JsonApi, upstream: Channel, request: Request) -
             .server_streaming(call, route.grpc_path.clone(), codec)
             .await
         {
-            Ok(response) => stream_response(route, response, sse),
+            Ok(response) => stream_response(route, response, sse.then_some(keep_alive)),
             Err(status) => upstream_error(route, &status),
         }
     } else {
@@ -399,11 +404,14 @@ fn to_json(route: &Route, message: &DynamicMessage) -> Result<Vec<u8>, serde_jso
 }
 
 /// A server stream as NDJSON or server-sent events.
+/// `sse` is the keep-alive interval of server-sent events; `None` for NDJSON.
 fn stream_response(
     route: &Route,
     response: tonic::Response<tonic::codec::Streaming<DynamicMessage>>,
-    sse: bool,
+    sse: Option<std::time::Duration>,
 ) -> Response {
+    let keep_alive = sse;
+    let sse = keep_alive.is_some();
     let mut headers = HeaderMap::new();
     status::pass_back(response.metadata(), &mut headers);
     headers.insert(
@@ -422,7 +430,19 @@ fn stream_response(
         let route = route.clone();
         async move {
             let mut messages = state?;
-            let chunk = match messages.message().await {
+            let next = if let Some(keep_alive) = keep_alive {
+                // A comment line now and then, so proxies between a browser and the edge do
+                // not close a quiet stream (EventSource ignores comments).
+                tokio::select! {
+                    next = messages.message() => next,
+                    () = tokio::time::sleep(keep_alive) => {
+                        return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), Some(messages)));
+                    }
+                }
+            } else {
+                messages.message().await
+            };
+            let chunk = match next {
                 Ok(Some(message)) => match to_json(&route, &message) {
                     Ok(json) => {
                         return Some((

@@ -76,10 +76,7 @@ pub(crate) fn build(
                 .map_err(|e| BadInput::new("", format!("invalid JSON body: {e}")))?;
             message
         }
-        BodyMapping::Field(field) if body_is_empty => {
-            let _ = field;
-            DynamicMessage::new(input.clone())
-        }
+        BodyMapping::Field(_) if body_is_empty => DynamicMessage::new(input.clone()),
         BodyMapping::Field(field) => {
             let value: serde_json::Value = serde_json::from_slice(body)
                 .map_err(|e| BadInput::new(field.name(), format!("invalid JSON body: {e}")))?;

@@ -408,6 +408,11 @@ pub enum Answer {
     },
     /// A trailers-only error.
     Status(Status),
+    /// One message, a pause, then another and `OK`.
+    Slow {
+        messages: [Vec<u8>; 2],
+        pause: std::time::Duration,
+    },
 }
 
 impl Answer {
@@ -525,6 +530,38 @@ async fn serve_fake_call(
     calls.lock().expect("calls").push(recorded.clone());
     match answer(&recorded) {
         Answer::Status(status) => status.into_http::<Body>(),
+        Answer::Slow {
+            messages: [first, second],
+            pause,
+        } => {
+            let trailers = {
+                let mut headers = Status::ok("").into_http::<()>().into_parts().0.headers;
+                headers.remove(http::header::CONTENT_TYPE);
+                headers
+            };
+            let frames = futures::stream::unfold(0, move |step| {
+                let (first, second, trailers) = (first.clone(), second.clone(), trailers.clone());
+                async move {
+                    let frame = match step {
+                        0 => Frame::data(Bytes::from(length_prefixed(&first))),
+                        1 => {
+                            tokio::time::sleep(pause).await;
+                            Frame::data(Bytes::from(length_prefixed(&second)))
+                        }
+                        2 => Frame::trailers(trailers),
+                        _ => return None,
+                    };
+                    Some((Ok::<_, std::convert::Infallible>(frame), step + 1))
+                }
+            });
+            let mut response =
+                http::Response::new(Body::new(http_body_util::StreamBody::new(frames)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            response
+        }
         Answer::Messages {
             metadata,
             messages,
@@ -537,15 +574,7 @@ async fn serve_fake_call(
             };
             let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = messages
                 .into_iter()
-                .map(|payload| {
-                    let mut frame = Vec::with_capacity(payload.len() + 5);
-                    frame.push(0);
-                    frame.extend_from_slice(
-                        &u32::try_from(payload.len()).expect("small").to_be_bytes(),
-                    );
-                    frame.extend_from_slice(&payload);
-                    Ok(Frame::data(Bytes::from(frame)))
-                })
+                .map(|payload| Ok(Frame::data(Bytes::from(length_prefixed(&payload)))))
                 .collect();
             frames.push(Ok(Frame::trailers(trailers)));
             let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
@@ -562,4 +591,12 @@ async fn serve_fake_call(
             response
         }
     }
+}
+
+fn length_prefixed(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(payload.len() + 5);
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
