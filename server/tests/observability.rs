@@ -373,7 +373,8 @@ async fn open_streams_are_counted_until_they_end() {
 #[tokio::test]
 async fn storage_cache_provider_and_top_up_metrics_follow_real_calls() {
     let _turn = SERIAL.lock().await;
-    let app = spawn_observed(&[]).await;
+    // No expiry job runs during the test (its first pass is at start-up).
+    let app = spawn_observed(&[("NAMASKAH_JOB_INTERVAL", "1h")]).await;
     let before = scrape(&app).await;
     let token = app.funded(1_000).await;
     let verification = app.buy(&token, "whatsapp", "GB").await.expect("a number");
@@ -427,6 +428,23 @@ async fn storage_cache_provider_and_top_up_metrics_follow_real_calls() {
             "{cache}"
         );
     }
+    // The refund backlog: an active verification a minute past its expiry that the
+    // expiry job has not refunded.
+    assert_eq!(after.value("verification_refund_backlog", &[]), 0.0);
+    {
+        use namaskah_server::verification::entities::verifications;
+        use sea_orm::{EntityTrait, sea_query::Expr};
+        verifications::Entity::update_many()
+            .col_expr(
+                verifications::Column::ExpiresAt,
+                Expr::value(chrono::Utc::now() - chrono::Duration::minutes(2)),
+            )
+            .exec(&app.state.db)
+            .await
+            .expect("move the expiry back");
+    }
+    let overdue = scrape(&app).await;
+    assert_eq!(overdue.value("verification_refund_backlog", &[]), 1.0);
     for operation in after.label_values("db_query_duration_seconds_count", "operation") {
         assert!(
             !operation.contains(' ') && operation.len() < 12,

@@ -59,6 +59,30 @@ pub mod names {
     pub const LEDGER_AMOUNT: &str = "ledger_amount_minor_units_total";
     /// Calls refused by the rate limiter, by `plan` (or `address` for per-address limits).
     pub const RATE_LIMITED: &str = "rate_limited_total";
+    /// Verifications still active a minute after they expired: refunds due and not made.
+    pub const REFUND_BACKLOG: &str = "verification_refund_backlog";
+
+    /// Every name above (the dashboards and alerts are checked against it).
+    pub const ALL: &[&str] = &[
+        REQUEST_DURATION,
+        SLOW_REQUESTS,
+        ACTIVE_USERS,
+        OPEN_STREAMS,
+        DB_QUERY_DURATION,
+        DB_QUERY_ERRORS,
+        DB_POOL_CONNECTIONS,
+        DB_POOL_MAX,
+        CACHE_REQUESTS,
+        PROVIDER_CALLS,
+        PROVIDER_CALL_DURATION,
+        TOPUPS,
+        TOPUP_CREDITED,
+        VERIFICATIONS,
+        LEDGER_ENTRIES,
+        LEDGER_AMOUNT,
+        RATE_LIMITED,
+        REFUND_BACKLOG,
+    ];
 }
 
 /// Buckets of `request_duration_seconds`: 1 ms to 10 s.
@@ -149,6 +173,10 @@ fn describe() {
     describe_counter!(LEDGER_ENTRIES, "ledger entries by kind");
     describe_counter!(LEDGER_AMOUNT, "money moved by ledger entries (minor units)");
     describe_counter!(RATE_LIMITED, "calls refused by the rate limiter by plan");
+    describe_gauge!(
+        REFUND_BACKLOG,
+        "verifications still active a minute after their expiry (refunds due)"
+    );
 }
 
 /// A label whose values come from data (catalog codes): at most `cap` distinct values are
@@ -231,6 +259,11 @@ pub fn stream_closed(service: &'static str, method: &'static str) {
 /// The active-user estimate, set when `/metrics` is scraped.
 pub fn set_active_users(count: u64) {
     gauge!(names::ACTIVE_USERS).set(count as f64);
+}
+
+/// The refund backlog, set when `/metrics` is scraped.
+pub fn set_refund_backlog(count: u64) {
+    gauge!(names::REFUND_BACKLOG).set(count as f64);
 }
 
 // ---- database (recorded by `store`) ----
@@ -369,6 +402,36 @@ pub fn rate_limited(plan: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metric names the shipped dashboard and alert rules use all exist.
+    #[test]
+    fn deploy_files_name_only_exported_metrics() {
+        let files = [
+            include_str!("../../../deploy/grafana/namaskah.json"),
+            include_str!("../../../deploy/prometheus/alerts.yml"),
+        ];
+        let suffixes = [
+            "_total",
+            "_seconds",
+            "_connections",
+            "_backlog",
+            "open_streams",
+        ];
+        let mut checked = 0;
+        for text in files {
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(word);
+                if base.contains('_') && suffixes.iter().any(|s| base.ends_with(s)) {
+                    assert!(names::ALL.contains(&base), "{base} is not exported");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} metric names found");
+    }
 
     #[test]
     fn sql_operations_are_bounded() {
