@@ -8,6 +8,7 @@ mod m20261126_000003_payments;
 mod m20261126_000004_catalog;
 mod m20261126_000005_verifications;
 mod m20261126_000006_billing;
+mod m20261201_000007_admin;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_catalog::Migration),
             Box::new(m20261126_000005_verifications::Migration),
             Box::new(m20261126_000006_billing::Migration),
+            Box::new(m20261201_000007_admin::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use namaskah_proto::v1::admin_service_server::AdminServiceServer;
 use namaskah_proto::v1::auth_service_server::AuthServiceServer;
 use namaskah_proto::v1::catalog_service_server::CatalogServiceServer;
 use namaskah_proto::v1::sandbox_service_server::SandboxServiceServer;
@@ -19,6 +20,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
+use crate::admin::grpc::AdminApi;
+use crate::admin::service::Admin;
 use crate::authn::AuthLayer;
 use crate::billing::grpc::SubscriptionApi;
 use crate::billing::limits::{Limiter, LoginGuard, RateLimitLayer};
@@ -372,7 +375,18 @@ impl Application {
                     .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(pending::PendingAnalytics)
-            .add_service(pending::PendingAdmin)
+            .add_service(
+                AdminServiceServer::new(AdminApi::new(
+                    Arc::new(Admin::new(
+                        state.db.clone(),
+                        Arc::clone(&state.identity),
+                        Arc::clone(&state.catalog),
+                        Arc::clone(&state.verifications),
+                    )),
+                    config.rate_limits.trusted_proxies.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .add_service(pending::PendingTenant)
             .add_service(
                 SandboxServiceServer::new(SandboxApi::new(

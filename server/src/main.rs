@@ -4,13 +4,18 @@ use std::process::ExitCode;
 
 use namaskah_server::{Application, Config, store, telemetry};
 
-const USAGE: &str = "usage: namaskah-server [serve | migrate | help]
+const USAGE: &str =
+    "usage: namaskah-server [serve | migrate | healthcheck | admin create --email ADDRESS | help]
 
   serve    run the gRPC server, the jobs and the edge (the default)
   migrate  apply pending database migrations to DATABASE_URL and exit
   healthcheck
            ask the server at NAMASKAH_GRPC_ADDR (on this host) whether it is serving;
            exit 0 if so (for container health checks)
+  admin create --email ADDRESS
+           create an administrator (migrating first); the password is read from
+           NAMASKAH_ADMIN_PASSWORD or, if that is unset, from the first line of standard
+           input — never from a flag, which would leave it in the shell history
 
 Configuration comes from environment variables; see the README.";
 
@@ -69,6 +74,7 @@ async fn run() -> ExitCode {
         "serve" => serve(config).await,
         "migrate" => migrate(config).await,
         "healthcheck" => healthcheck(config).await,
+        "admin" => admin(config, std::env::args().skip(2).collect()).await,
         other => {
             eprintln!("namaskah-server: unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);
@@ -119,5 +125,39 @@ async fn healthcheck(config: Config) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("not serving: {status:?}")
+    }
+}
+
+async fn admin(config: Config, args: Vec<String>) -> anyhow::Result<()> {
+    let email = match args.as_slice() {
+        [create, flag, email] if create == "create" && flag == "--email" => email.clone(),
+        [create, flag] if create == "create" && flag.starts_with("--email=") => {
+            flag["--email=".len()..].to_owned()
+        }
+        _ => anyhow::bail!("usage: namaskah-server admin create --email ADDRESS"),
+    };
+    let password = match std::env::var("NAMASKAH_ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => password,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if password.is_empty() {
+        anyhow::bail!("no password: set NAMASKAH_ADMIN_PASSWORD or write it to standard input");
+    }
+    let db = store::connect(&config).await?;
+    store::migrate(&db).await?;
+    match namaskah_server::identity::service::create_admin(&db, &email, &password).await {
+        Ok(profile) => {
+            println!(
+                "administrator users/{} created for {}; log in, turn on two-factor \
+                 authentication, and log in again with a code to use the admin RPCs",
+                profile.id, profile.email
+            );
+            Ok(())
+        }
+        Err(error) => anyhow::bail!("{}", error.into_status().message()),
     }
 }

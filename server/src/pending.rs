@@ -53,12 +53,6 @@ pending_service!(
     "conversion tracking and analytics"
 );
 pending_service!(
-    /// Administration.
-    PendingAdmin,
-    "namaskah.v1.AdminService",
-    "administration and the audit log"
-);
-pending_service!(
     /// White-label tenants.
     PendingTenant,
     "namaskah.v1.TenantService",

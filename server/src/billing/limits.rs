@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+pub(crate) use self::layer::client_address;
 pub use self::layer::{RateLimit, RateLimitLayer};
 pub use self::login::{LoginGuard, LoginPolicy};
 pub use self::redis::RedisLimits;

@@ -158,16 +158,34 @@ impl Catalog {
         country: &str,
         base_price: i64,
     ) -> Result<PriceChange, ApiError> {
-        let (service, country) = self.existing_pair(service, country, Some(base_price))?;
         let txn = self.db.begin().await?;
-        self.check_exists(&txn, &service, &country).await?;
-        let existing = repo::price_for_update(&txn, &service, &country).await?;
+        let change = self
+            .set_price_in(&txn, service, country, base_price)
+            .await?;
+        txn.commit().await?;
+        // Also when nothing changed: a retry after a failed invalidation repairs it.
+        self.invalidate().await?;
+        Ok(change)
+    }
+
+    /// [`Self::set_price`] inside the caller's transaction (so that an administrator's audit
+    /// entry commits with it); the caller invalidates the caches after the commit.
+    pub async fn set_price_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        service: &str,
+        country: &str,
+        base_price: i64,
+    ) -> Result<PriceChange, ApiError> {
+        let (service, country) = self.existing_pair(service, country, Some(base_price))?;
+        self.check_exists(txn, &service, &country).await?;
+        let existing = repo::price_for_update(txn, &service, &country).await?;
         let previous_base_price = existing
             .as_ref()
             .filter(|p| p.withdrawn_at.is_none())
             .map(|p| p.base_price);
         repo::save_price(
-            &txn,
+            txn,
             existing,
             &service,
             &country,
@@ -176,9 +194,6 @@ impl Catalog {
             Utc::now(),
         )
         .await?;
-        txn.commit().await?;
-        // Also when nothing changed: a retry after a failed invalidation repairs it.
-        self.invalidate().await?;
         tracing::info!(%service, %country, base_price, ?previous_base_price, "catalog price set");
         Ok(PriceChange {
             service,
@@ -195,19 +210,38 @@ impl Catalog {
         service: &str,
         country: &str,
     ) -> Result<Option<i64>, ApiError> {
-        let (service, country) = self.existing_pair(service, country, None)?;
         let txn = self.db.begin().await?;
-        self.check_exists(&txn, &service, &country).await?;
-        let existing = repo::price_for_update(&txn, &service, &country).await?;
+        let withdrawn = self.withdraw_price_in(&txn, service, country).await?;
+        txn.commit().await?;
+        self.invalidate().await?;
+        Ok(withdrawn.previous_base_price)
+    }
+
+    /// [`Self::withdraw_price`] inside the caller's transaction; the caller invalidates the
+    /// caches after the commit. The answer's `base_price` is the last price on record (kept
+    /// for the record; 0 if it never had one).
+    pub async fn withdraw_price_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        service: &str,
+        country: &str,
+    ) -> Result<PriceChange, ApiError> {
+        let (service, country) = self.existing_pair(service, country, None)?;
+        self.check_exists(txn, &service, &country).await?;
+        let existing = repo::price_for_update(txn, &service, &country).await?;
         let previous = existing
             .as_ref()
             .filter(|p| p.withdrawn_at.is_none())
             .map(|p| p.base_price);
-        repo::withdraw_price(&txn, existing, Utc::now()).await?;
-        txn.commit().await?;
-        self.invalidate().await?;
+        let kept = existing.as_ref().map_or(0, |p| p.base_price);
+        repo::withdraw_price(txn, existing, Utc::now()).await?;
         tracing::info!(%service, %country, ?previous, "catalog price withdrawn");
-        Ok(previous)
+        Ok(PriceChange {
+            service,
+            country,
+            base_price: kept,
+            previous_base_price: previous,
+        })
     }
 
     /// Checks the codes (and price) of a change; returns the codes in canonical form.

@@ -39,6 +39,31 @@ pub enum Credential {
     ApiKey { key_id: Uuid },
 }
 
+/// Whether an account may use the platform, as stored in `users.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    /// Suspended by an administrator: its credentials are refused.
+    Suspended,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(AccountStatus::Active),
+            "suspended" => Some(AccountStatus::Suspended),
+            _ => None,
+        }
+    }
+}
+
 /// The role of an account, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

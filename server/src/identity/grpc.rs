@@ -20,7 +20,7 @@ impl AuthApi {
     }
 }
 
-fn user(profile: UserProfile) -> pb::User {
+pub(crate) fn user(profile: UserProfile) -> pb::User {
     pb::User {
         name: format!("users/{}", profile.id),
         email: profile.email,

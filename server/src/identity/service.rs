@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::domain::{self, AccessClaims, Credential, Plan, Principal, Role, TokenError};
+use super::domain::{
+    self, AccessClaims, AccountStatus, Credential, Plan, Principal, Role, TokenError,
+};
 use super::entities::{api_keys, mail_tokens, refresh_tokens, sessions, users};
 use super::repo::{self, MailTokenUse, UserInsert};
 use crate::billing::limits::LoginGuard;
@@ -43,8 +45,15 @@ pub struct UserProfile {
     pub two_factor_enabled: bool,
     pub role: String,
     pub plan: String,
+    /// `active` or `suspended` (profiles cached before this field existed are active).
+    #[serde(default = "active_status")]
+    pub status: String,
     pub referral_code: String,
     pub created_at: DateTime<Utc>,
+}
+
+fn active_status() -> String {
+    AccountStatus::Active.as_str().to_owned()
 }
 
 impl From<&users::Model> for UserProfile {
@@ -56,6 +65,7 @@ impl From<&users::Model> for UserProfile {
             two_factor_enabled: user.totp_enabled,
             role: user.role.clone(),
             plan: user.plan.clone(),
+            status: user.status.clone(),
             referral_code: user.referral_code.clone(),
             created_at: user.created_at,
         }
@@ -359,24 +369,8 @@ impl Identity {
         let now = Utc::now();
         // A referral code may collide with an existing one; draw again a few times.
         for _ in 0..5 {
-            let user = users::Model {
-                id: Uuid::now_v7(),
-                email: email.clone(),
-                email_lower: email_lower.clone(),
-                email_verified: false,
-                password_hash: password_hash.clone(),
-                role: Role::Customer.as_str().to_owned(),
-                plan: Plan::Starter.as_str().to_owned(),
-                status: "active".to_owned(),
-                referral_code: domain::new_referral_code(),
-                referred_by,
-                totp_secret: None,
-                totp_pending_secret: None,
-                totp_enabled: false,
-                totp_last_step: None,
-                created_at: now,
-                updated_at: now,
-            };
+            let mut user = new_user(&email, &password_hash, Role::Customer, now);
+            user.referred_by = referred_by;
             // The account and its verification token are written together, or not at all.
             let txn = self.db.begin().await?;
             match repo::insert_user(&txn, user.clone()).await? {
@@ -398,6 +392,42 @@ impl Identity {
         Err(ApiError::Internal(anyhow::anyhow!(
             "no free referral code after 5 draws"
         )))
+    }
+
+    /// Suspends (`true`) or reactivates an account inside the caller's transaction; a
+    /// suspension also ends every session. Returns whether the status changed and the
+    /// sessions it ended; after the commit, hand both to [`Self::status_changed`].
+    pub async fn set_suspended(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        user: &users::Model,
+        suspended: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, ApiError> {
+        let to = if suspended {
+            AccountStatus::Suspended
+        } else {
+            AccountStatus::Active
+        };
+        let mut model = repo::editable(user.clone());
+        model.status = sea_orm::ActiveValue::Set(to.as_str().to_owned());
+        model.updated_at = sea_orm::ActiveValue::Set(now);
+        repo::save_user(txn, model).await?;
+        if suspended {
+            Ok(repo::revoke_all_sessions(txn, user.id, "suspended", now).await?)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// After a committed status change: every instance stops trusting its cached copies.
+    pub async fn status_changed(
+        &self,
+        user: Uuid,
+        ended_sessions: &[Uuid],
+    ) -> Result<(), ApiError> {
+        self.forget_user(user).await;
+        self.mark_sessions_revoked(ended_sessions).await
     }
 
     fn check_mail_token(&self, token: &str) -> Result<String, ApiError> {
@@ -550,11 +580,8 @@ impl Identity {
             self.login_failed(&email_lower).await;
             return Err(invalid_credentials());
         }
-        if user.status != "active" {
-            return Err(ApiError::permission_denied(
-                "ACCOUNT_SUSPENDED",
-                "this account is suspended",
-            ));
+        if user.status != AccountStatus::Active.as_str() {
+            return Err(suspended());
         }
         let mut totp_verified = false;
         if user.totp_enabled {
@@ -999,10 +1026,16 @@ impl Identity {
     /// Establishes who is calling. Cached: a steady stream of calls with one key or token
     /// costs no database round trip; revocations overwrite the cache entry at once.
     pub async fn authenticate(&self, presented: Presented) -> Result<Principal, ApiError> {
-        match presented {
-            Presented::ApiKey(key) => self.authenticate_key(&key).await,
-            Presented::Bearer(token) => self.authenticate_token(&token).await,
+        let principal = match presented {
+            Presented::ApiKey(key) => self.authenticate_key(&key).await?,
+            Presented::Bearer(token) => self.authenticate_token(&token).await?,
+        };
+        // A suspension stops every credential at once (the profile is cached, and every
+        // change to it is seen by every instance at once).
+        if self.me(&principal).await?.status == AccountStatus::Suspended.as_str() {
+            return Err(suspended());
         }
+        Ok(principal)
     }
 
     async fn cached(&self, key: &str) -> Option<String> {
@@ -1089,6 +1122,21 @@ impl Identity {
             }
         };
         if state != "live" {
+            // A suspension ends the sessions: say why.
+            let owner = Principal {
+                user_id: claims.sub,
+                credential: Credential::Session {
+                    session_id: claims.sid,
+                    totp_verified: claims.tfa,
+                },
+            };
+            if self
+                .me(&owner)
+                .await
+                .is_ok_and(|p| p.status == AccountStatus::Suspended.as_str())
+            {
+                return Err(suspended());
+            }
             return Err(ApiError::unauthenticated(
                 "SESSION_REVOKED",
                 "this session has ended; log in again",
@@ -1173,5 +1221,81 @@ fn mail_token_error(outcome: MailTokenUse) -> ApiError {
         reason,
         field: "token",
         description: description.to_owned(),
+    }
+}
+
+/// Creates an administrator (`namaskah-server admin create`): an account with the admin
+/// role and a verified email. It must still turn on two-factor authentication, and log in
+/// with a code, before any admin RPC answers it. An address already in use is refused: an
+/// existing account is never promoted this way. Needs only the database (no running
+/// server).
+pub async fn create_admin(
+    db: &sea_orm::DatabaseConnection,
+    email: &str,
+    password: &str,
+) -> Result<UserProfile, ApiError> {
+    let mut violations = Violations::default();
+    let email = domain::check_email("email", email, &mut violations);
+    domain::check_password(
+        "password",
+        password,
+        email.as_deref().unwrap_or(""),
+        &mut violations,
+    );
+    violations.into_result()?;
+    let email = email.unwrap_or_default();
+    if repo::user_by_email(db, &domain::normalize_email(&email))
+        .await?
+        .is_some()
+    {
+        return Err(email_taken());
+    }
+    let password = password.to_owned();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+        .await
+        .map_err(join_error)??;
+    for _ in 0..5 {
+        let mut user = new_user(&email, &password_hash, Role::Admin, Utc::now());
+        user.email_verified = true;
+        match repo::insert_user(db, user.clone()).await? {
+            UserInsert::Inserted => {
+                tracing::info!(user_id = %user.id, "administrator created");
+                return Ok(UserProfile::from(&user));
+            }
+            UserInsert::EmailTaken => return Err(email_taken()),
+            UserInsert::ReferralCodeTaken => {}
+        }
+    }
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "no free referral code after 5 draws"
+    )))
+}
+
+fn suspended() -> ApiError {
+    ApiError::permission_denied(
+        "ACCOUNT_SUSPENDED",
+        "this account is suspended; contact support",
+    )
+}
+
+/// A new account's row: active, on starter, email not yet verified, no second factor.
+fn new_user(email: &str, password_hash: &str, role: Role, now: DateTime<Utc>) -> users::Model {
+    users::Model {
+        id: Uuid::now_v7(),
+        email: email.to_owned(),
+        email_lower: domain::normalize_email(email),
+        email_verified: false,
+        password_hash: password_hash.to_owned(),
+        role: role.as_str().to_owned(),
+        plan: Plan::Starter.as_str().to_owned(),
+        status: AccountStatus::Active.as_str().to_owned(),
+        referral_code: domain::new_referral_code(),
+        referred_by: None,
+        totp_secret: None,
+        totp_pending_secret: None,
+        totp_enabled: false,
+        totp_last_step: None,
+        created_at: now,
+        updated_at: now,
     }
 }

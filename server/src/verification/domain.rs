@@ -110,6 +110,8 @@ pub enum RefundReason {
     Cancelled,
     Expired,
     Failed,
+    /// An administrator refunded a completed verification by hand.
+    Manual,
 }
 
 impl RefundReason {
@@ -118,6 +120,7 @@ impl RefundReason {
             RefundReason::Cancelled => "cancelled",
             RefundReason::Expired => "expired",
             RefundReason::Failed => "failed",
+            RefundReason::Manual => "manual",
         }
     }
 
@@ -126,6 +129,7 @@ impl RefundReason {
             RefundReason::Cancelled,
             RefundReason::Expired,
             RefundReason::Failed,
+            RefundReason::Manual,
         ]
         .into_iter()
         .find(|r| r.as_str() == raw)
@@ -173,6 +177,8 @@ pub enum EventKind {
     Cancelled,
     Expired,
     Failed,
+    /// A completed verification refunded by hand (not terminal: it already ended).
+    Refunded,
 }
 
 impl EventKind {
@@ -185,6 +191,7 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::Expired => "expired",
             EventKind::Failed => "failed",
+            EventKind::Refunded => "refunded",
         }
     }
 
@@ -210,6 +217,8 @@ pub enum Change {
     Expire,
     /// An SMS arrived, dated `received_at`.
     Sms { received_at: DateTime<Utc> },
+    /// An administrator refunds it by hand.
+    ManualRefund,
 }
 
 /// What the money does in a transition.
@@ -217,6 +226,8 @@ pub enum Change {
 pub enum Money {
     Capture,
     Release(RefundReason),
+    /// The captured price goes back from revenue to the wallet (a manual refund).
+    Refund,
 }
 
 /// How far before a verification's creation a message may be dated and still be taken as
@@ -252,6 +263,10 @@ pub enum Refusal {
     SmsAlreadyReceived,
     /// Cancel after it expired or failed.
     Ended,
+    /// A manual refund of what was refunded before (by hand or automatically).
+    AlreadyRefunded,
+    /// A manual refund of a verification still waiting for its SMS.
+    InProgress,
 }
 
 impl Refusal {
@@ -265,6 +280,15 @@ impl Refusal {
                 "VERIFICATION_ENDED",
                 "the verification already ended (expired or failed) and was refunded then",
             ),
+            Refusal::AlreadyRefunded => ApiError::failed_precondition(
+                "ALREADY_REFUNDED",
+                "the verification's price was already refunded",
+            ),
+            Refusal::InProgress => ApiError::failed_precondition(
+                "VERIFICATION_IN_PROGRESS",
+                "the verification is still waiting for its SMS: it is refunded automatically \
+                 unless one arrives",
+            ),
         }
     }
 }
@@ -273,6 +297,7 @@ impl Refusal {
 #[derive(Clone, Copy, Debug)]
 pub struct Facts {
     pub status: Status,
+    pub charge: Charge,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -327,6 +352,12 @@ pub fn decide(facts: Facts, change: &Change, now: DateTime<Utc>) -> Decision {
             })
         }
         (Change::Expire, _) => Decision::Nothing,
+        // Only a charge that was kept can be given back by hand, and only once.
+        (Change::ManualRefund, Pending | Active) => Decision::Refuse(Refusal::InProgress),
+        (Change::ManualRefund, Completed) if facts.charge == Charge::Captured => {
+            apply(None, vec![EventKind::Refunded], Some(Money::Refund))
+        }
+        (Change::ManualRefund, _) => Decision::Refuse(Refusal::AlreadyRefunded),
         // Numbers are recycled: a message from before this verification belongs to someone
         // else. Providers date messages to the second (5sim) and their clocks drift: a
         // message within the tolerance of the creation is ours.
@@ -356,7 +387,14 @@ pub fn decide(facts: Facts, change: &Change, now: DateTime<Utc>) -> Decision {
                 }),
             }
         }
-        (Change::Sms { .. }, Completed) => apply(None, vec![EventKind::SmsReceived], None),
+        // After a manual refund, later messages are free as well.
+        (Change::Sms { .. }, Completed) => Decision::Apply(Transition {
+            to: None,
+            events: vec![EventKind::SmsReceived],
+            money: None,
+            cleanup: None,
+            after_refund: facts.charge == Charge::Refunded,
+        }),
         (Change::Sms { .. }, Cancelled | Expired | Failed) => Decision::Apply(Transition {
             to: None,
             events: vec![EventKind::SmsReceived],
@@ -444,9 +482,57 @@ mod tests {
         let created = Utc::now() - Duration::minutes(5);
         Facts {
             status,
+            charge: match status {
+                Status::Pending | Status::Active => Charge::Held,
+                Status::Completed => Charge::Captured,
+                _ => Charge::Refunded,
+            },
             created_at: created,
             expires_at: Some(created + Duration::minutes(15)),
         }
+    }
+
+    #[test]
+    fn a_manual_refund_gives_back_a_kept_charge_once() {
+        let now = Utc::now();
+        let d = decide(facts(Status::Completed), &Change::ManualRefund, now);
+        assert_eq!(
+            d,
+            apply(None, vec![EventKind::Refunded], Some(Money::Refund))
+        );
+        // Refunded already: by hand before, or automatically when it ended.
+        let refunded = Facts {
+            charge: Charge::Refunded,
+            ..facts(Status::Completed)
+        };
+        for f in [
+            refunded,
+            facts(Status::Cancelled),
+            facts(Status::Expired),
+            facts(Status::Failed),
+        ] {
+            assert_eq!(
+                decide(f, &Change::ManualRefund, now),
+                Decision::Refuse(Refusal::AlreadyRefunded),
+                "{:?}",
+                f.status
+            );
+        }
+        for status in [Status::Pending, Status::Active] {
+            assert_eq!(
+                decide(facts(status), &Change::ManualRefund, now),
+                Decision::Refuse(Refusal::InProgress)
+            );
+        }
+        // A message after a manual refund is shown, free.
+        let sms = decide(refunded, &Change::Sms { received_at: now }, now);
+        assert!(matches!(sms, Decision::Apply(t) if t.after_refund && t.money.is_none()));
+        let sms = decide(
+            facts(Status::Completed),
+            &Change::Sms { received_at: now },
+            now,
+        );
+        assert!(matches!(sms, Decision::Apply(t) if !t.after_refund));
     }
 
     #[test]

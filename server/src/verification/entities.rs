@@ -25,6 +25,7 @@ pub mod verifications {
         pub refund_reason: Option<String>,
         pub refund_transaction_id: Option<Uuid>,
         pub refunded_at: Option<DateTimeUtc>,
+        pub refund_note: Option<String>,
         pub last_sequence: i64,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,

@@ -111,6 +111,7 @@ pub async fn advance(
         verifications::Column::RefundReason,
         verifications::Column::RefundTransactionId,
         verifications::Column::RefundedAt,
+        verifications::Column::RefundNote,
         verifications::Column::LastSequence,
         verifications::Column::UpdatedAt,
         verifications::Column::ExpiresAt,

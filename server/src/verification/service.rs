@@ -126,6 +126,25 @@ pub enum Input {
     Cancel,
     Expire,
     Sms(Incoming),
+    /// An administrator gives a completed verification's price back, with a stated
+    /// reason; `also` writes the administrator's records in the same transaction.
+    ManualRefund {
+        note: String,
+        also: Arc<dyn AlsoInTransaction>,
+    },
+}
+
+/// More writes that must commit with a change or not at all (an administrator's audit
+/// entry and remembered answer). Runs after the change is written, inside its transaction;
+/// an error rolls the change back and is the caller's answer.
+#[async_trait::async_trait]
+pub trait AlsoInTransaction: Send + Sync + std::fmt::Debug {
+    async fn write(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        before: &Row,
+        after: &View,
+    ) -> Result<(), ApiError>;
 }
 
 /// What applying a change did.
@@ -225,6 +244,7 @@ fn event_type(kind: EventKind) -> pb::VerificationEventType {
         EventKind::Cancelled => pb::VerificationEventType::Cancelled,
         EventKind::Expired => pb::VerificationEventType::Expired,
         EventKind::Failed => pb::VerificationEventType::Failed,
+        EventKind::Refunded => pb::VerificationEventType::Refunded,
     }
 }
 
@@ -426,6 +446,7 @@ impl Verifications {
             refund_reason: None,
             refund_transaction_id: None,
             refunded_at: None,
+            refund_note: None,
             last_sequence: 1,
             created_at: now,
             updated_at: now,
@@ -527,8 +548,12 @@ impl Verifications {
             let status = Status::parse(&row.status).ok_or_else(|| {
                 StoreError::Corrupt(format!("verification status {}", row.status))
             })?;
+            let charge = Charge::parse(&row.charge_state).ok_or_else(|| {
+                StoreError::Corrupt(format!("verification charge state {}", row.charge_state))
+            })?;
             let facts = Facts {
                 status,
+                charge,
                 created_at: row.created_at,
                 expires_at: row.expires_at,
             };
@@ -540,6 +565,7 @@ impl Verifications {
                 Input::Sms(sms) => Change::Sms {
                     received_at: sms.received_at,
                 },
+                Input::ManualRefund { .. } => Change::ManualRefund,
             };
             let transition = match domain::decide(facts, &change, now) {
                 Decision::Refuse(refusal) => {
@@ -692,6 +718,14 @@ impl Verifications {
         if money == Some(Money::Capture) {
             row.charge_state = Charge::Captured.as_str().to_owned();
         }
+        if money == Some(Money::Refund) {
+            row.charge_state = Charge::Refunded.as_str().to_owned();
+            row.refund_reason = Some(domain::RefundReason::Manual.as_str().to_owned());
+            row.refunded_at = Some(now);
+            if let Input::ManualRefund { note, .. } = input {
+                row.refund_note = Some(note.clone());
+            }
+        }
         if !repo::advance(txn, row.clone(), read_at).await? {
             return Ok(None);
         }
@@ -710,11 +744,27 @@ impl Verifications {
                     repo::advance(txn, row.clone(), row.last_sequence).await?;
                 }
             }
+            Some(Money::Refund) => {
+                let memo = match input {
+                    Input::ManualRefund { note, .. } => format!("{} refund: {note}", row.service),
+                    _ => format!("{} refund", row.service),
+                };
+                let (posted, line) =
+                    ledger::refund_capture(txn, row.user_id, row.price, &reference, &memo).await?;
+                if matches!(posted, ledger::Posted::Already(_)) {
+                    // The key is unique per verification: refunded before, whatever the
+                    // row said. Nothing more may move.
+                    return Err(domain::Refusal::AlreadyRefunded.into_error());
+                }
+                row.refund_transaction_id = line;
+                repo::advance(txn, row.clone(), row.last_sequence).await?;
+            }
             None => {}
         }
 
         // Events, each with the verification as it stood right after it.
-        let mut messages = if new_message.is_some() {
+        // A completed verification's events carry its messages.
+        let mut messages = if new_message.is_some() || matches!(input, Input::ManualRefund { .. }) {
             repo::messages(txn, row.id).await?
         } else {
             Vec::new()
@@ -758,7 +808,11 @@ impl Verifications {
         {
             messages.push(m);
         }
-        Ok(Some((View { row, messages }, published)))
+        let view = View { row, messages };
+        if let Input::ManualRefund { also, .. } = input {
+            also.write(txn, &before, &view).await?;
+        }
+        Ok(Some((view, published)))
     }
 
     /// `GetVerification`.
@@ -780,6 +834,25 @@ impl Verifications {
     }
 
     /// `ListVerifications`: newest first.
+    /// An account's latest `n` verifications, newest first (for administrators).
+    pub async fn recent_of(&self, user: Uuid, n: u64) -> Result<Vec<View>, ApiError> {
+        let rows = repo::list(&self.db, user, &[], None, None, None, n).await?;
+        self.views(rows).await
+    }
+
+    /// The rows with their messages (one query for all of them).
+    async fn views(&self, rows: Vec<Row>) -> Result<Vec<View>, ApiError> {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut messages = repo::messages_of(&self.db, &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let messages = messages.remove(&row.id).unwrap_or_default();
+                View { row, messages }
+            })
+            .collect())
+    }
+
     pub async fn list(
         &self,
         principal: &Principal,
@@ -830,16 +903,7 @@ impl Verifications {
         } else {
             String::new()
         };
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut messages = repo::messages_of(&self.db, &ids).await?;
-        let views = rows
-            .into_iter()
-            .map(|row| {
-                let messages = messages.remove(&row.id).unwrap_or_default();
-                View { row, messages }
-            })
-            .collect();
-        Ok((views, next))
+        Ok((self.views(rows).await?, next))
     }
 
     /// `SandboxService.InjectSms`: delivers a message to the caller's latest sandbox

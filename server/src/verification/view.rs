@@ -66,6 +66,7 @@ pub fn verification(
                 Some(RefundReason::Cancelled) => pb::RefundReason::Cancelled,
                 Some(RefundReason::Expired) => pb::RefundReason::Expired,
                 Some(RefundReason::Failed) => pb::RefundReason::Failed,
+                Some(RefundReason::Manual) => pb::RefundReason::Manual,
                 None => pb::RefundReason::Unspecified,
             } as i32,
             refund_time: Some(timestamp(at)),
@@ -73,7 +74,7 @@ pub fn verification(
                 .refund_transaction_id
                 .map(|id| format!("transactions/{id}"))
                 .unwrap_or_default(),
-            note: String::new(),
+            note: row.refund_note.clone().unwrap_or_default(),
         }),
         _ => None,
     };

@@ -25,7 +25,7 @@ impl WalletApi {
     }
 }
 
-fn money(minor_units: i64) -> Option<pb::Money> {
+pub(crate) fn money(minor_units: i64) -> Option<pb::Money> {
     Some(pb::Money {
         currency_code: CURRENCY.to_owned(),
         minor_units,
@@ -57,7 +57,7 @@ fn entry_kind(kind: pb::TransactionKind) -> Option<EntryKind> {
     }
 }
 
-fn transaction(movement: WalletMovement) -> pb::Transaction {
+pub(crate) fn transaction(movement: WalletMovement) -> pb::Transaction {
     let WalletMovement { line, entry } = movement;
     let kind = EntryKind::parse(&entry.kind);
     let (related_resource, description, reason) = match kind {

@@ -368,6 +368,35 @@ pub async fn release(
     settle(txn, reference, EntryKind::VerificationRefund, memo).await
 }
 
+/// Gives a captured charge back by hand (an administrator's refund of a completed
+/// verification): revenue → wallet, under `refund:{reference}`, so at most once. Returns the
+/// posting and the wallet line (`transactions/{id}`).
+pub async fn refund_capture(
+    txn: &DatabaseTransaction,
+    user: Uuid,
+    amount: i64,
+    reference: &str,
+    memo: &str,
+) -> Result<(Posted, Option<Uuid>), LedgerError> {
+    domain::check_amount(amount)?;
+    let posted = post(
+        txn,
+        &format!("refund:{reference}"),
+        EntryKind::VerificationRefund,
+        Some(user),
+        reference,
+        memo,
+        &domain::transfer(
+            AccountRef::platform(AccountKind::Revenue),
+            AccountRef::wallet(user),
+            amount,
+        ),
+    )
+    .await?;
+    let line = wallet_line(txn, posted.entry_id(), user).await?;
+    Ok((posted, line))
+}
+
 /// Money into a wallet (a confirmed top-up): gateway clearing → wallet.
 pub async fn credit(
     txn: &DatabaseTransaction,
