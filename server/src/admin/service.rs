@@ -542,6 +542,7 @@ impl Admin {
         )
         .await?;
         txn.commit().await.map_err(StoreError::from)?;
+        crate::telemetry::metrics::ledger_entry(EntryKind::Adjustment.as_str(), amount.abs());
         tracing::info!(admin = %actor.id, user_id = %user, amount, "balance adjusted");
         Ok(response)
     }

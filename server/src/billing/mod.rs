@@ -24,6 +24,9 @@ pub trait AccountPlans: Send + Sync + 'static {
     /// The API requests per minute of the plan in force for `user` now. Cheap: served from
     /// a cache that a plan change updates at once.
     async fn requests_per_minute(&self, user: Uuid) -> u32;
+    /// The name of the plan in force for `user` (`starter`, `pro`, `enterprise`), for the
+    /// refusal metric. As cheap as [`Self::requests_per_minute`].
+    async fn plan_name(&self, user: Uuid) -> &'static str;
     /// Called once for each authenticated call the limiter let through (usage metering).
     /// Must not block.
     fn admitted(&self, user: Uuid);

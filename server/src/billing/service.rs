@@ -23,6 +23,7 @@ use crate::error::{ApiError, StoreError, Violations};
 use crate::identity::domain::{Plan, Principal};
 use crate::identity::service::Identity;
 use crate::mail::{Mail, Outbox};
+use crate::telemetry::metrics;
 use crate::wallet::domain::{EntryKind, LedgerError};
 use crate::wallet::ledger;
 
@@ -430,6 +431,9 @@ impl Billing {
                 .await?;
             }
             txn.commit().await?;
+            if charged > 0 {
+                metrics::ledger_entry(EntryKind::SubscriptionFee.as_str(), charged);
+            }
             self.changed(user).await;
             tracing::info!(%user, from = sub.plan.as_str(), to = target.as_str(), kind = change.kind(), charged, "plan changed");
             return Ok(response);
@@ -585,6 +589,9 @@ impl Billing {
             )
             .await?;
             txn.commit().await?;
+            if charged > 0 {
+                metrics::ledger_entry(EntryKind::SubscriptionFee.as_str(), charged);
+            }
             self.changed(user).await;
             tracing::info!(%user, kind, from = sub.plan.as_str(), to = next.plan.as_str(), charged, "subscription renewed");
             if downgraded {
@@ -685,6 +692,7 @@ impl Billing {
                 };
                 if repo::finish_close(&txn, user, start, &closing, now).await? {
                     txn.commit().await?;
+                    metrics::ledger_entry(EntryKind::OverageCharge.as_str(), charge);
                     tracing::info!(%user, over, charge, "overage charged");
                 } else {
                     txn.rollback().await?;
@@ -936,6 +944,13 @@ impl AccountPlans for Billing {
             recent.insert(user, info);
         }
         self.plans.terms(info.plan).requests_per_minute
+    }
+
+    async fn plan_name(&self, user: Uuid) -> &'static str {
+        match self.account(user).await {
+            Ok(info) => info.plan.as_str(),
+            Err(_) => Plan::Starter.as_str(),
+        }
     }
 
     fn admitted(&self, user: Uuid) {

@@ -30,7 +30,8 @@ use crate::identity::service::Identity;
 use crate::payments::service::check_request_id;
 use crate::providers::router::Router;
 use crate::providers::{NumberRequest, ProviderSms, Rental};
-use crate::wallet::domain::CURRENCY;
+use crate::telemetry::metrics;
+use crate::wallet::domain::{CURRENCY, EntryKind};
 use crate::wallet::ledger;
 
 /// Attempts of one change against concurrent writers before giving up (each retry means
@@ -475,6 +476,8 @@ impl Verifications {
         }
         repo::insert_events(&txn, vec![stored]).await?;
         txn.commit().await.map_err(StoreError::from)?;
+        metrics::verification(&service, Status::Pending.as_str());
+        metrics::ledger_entry(EntryKind::VerificationHold.as_str(), quote.price);
         self.feed.publish(vec![published]).await;
 
         // Ask the providers in a task of its own, so that a caller who hangs up does not
@@ -582,9 +585,20 @@ impl Verifications {
                 }
                 Decision::Apply(t) => t,
             };
+            let (to, money) = (transition.to, transition.money);
             match self.write(&txn, row, &input, transition, now).await? {
                 Some((view, events)) => {
                     txn.commit().await.map_err(StoreError::from)?;
+                    if let Some(to) = to {
+                        metrics::verification(&view.row.service, to.as_str());
+                    }
+                    if let Some(money) = money {
+                        let kind = match money {
+                            Money::Capture => EntryKind::VerificationCapture,
+                            Money::Release(_) | Money::Refund => EntryKind::VerificationRefund,
+                        };
+                        metrics::ledger_entry(kind.as_str(), view.row.price);
+                    }
                     self.feed.publish(events).await;
                     return Ok(Applied {
                         view,

@@ -189,6 +189,11 @@ where
             };
             if !decision.allowed {
                 tracing::debug!(bucket, path = request.uri().path(), "rate limited");
+                crate::telemetry::metrics::rate_limited(match account {
+                    Some(user) => settings.accounts.plan_name(user).await,
+                    None if bucket.starts_with("sens:") => "sensitive",
+                    None => "anonymous",
+                });
                 let seconds = whole_seconds_up(decision.retry_after).max(1);
                 let mut response = ApiError::ResourceExhausted {
                     reason: "RATE_LIMITED",
@@ -421,6 +426,10 @@ mod tests {
     impl AccountPlans for Plans {
         async fn requests_per_minute(&self, user: Uuid) -> u32 {
             if user == self.pro { 500 } else { 100 }
+        }
+
+        async fn plan_name(&self, user: Uuid) -> &'static str {
+            if user == self.pro { "pro" } else { "starter" }
         }
 
         fn admitted(&self, _user: Uuid) {
