@@ -1,9 +1,12 @@
 //! Compiles every `.proto` under `namaskah/v1` into Rust (messages, clients, servers) and
 //! writes the encoded `FileDescriptorSet` that reflection and the edge read at run time.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read when the script runs, not baked in when it is compiled: a build script compiled
+    // for one checkout may be reused for another (the same sources at another path).
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let root = root.as_path();
     let mut protos: Vec<String> = std::fs::read_dir(root.join("namaskah/v1"))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))

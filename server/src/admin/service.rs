@@ -52,9 +52,8 @@ pub struct Actor {
 /// What one audit entry will say, apart from its outcome and states.
 #[derive(Clone, Debug)]
 struct Draft {
-    actor: Option<Actor>,
-    actor_email: String,
-    client_address: Option<String>,
+    /// Who acted (or tried to: for a denial, the account that was refused).
+    actor: Actor,
     method: &'static str,
     target: String,
     request_id: Option<String>,
@@ -63,9 +62,7 @@ struct Draft {
 impl Draft {
     fn for_actor(actor: &Actor, method: &'static str, target: impl Into<String>) -> Self {
         Self {
-            actor: Some(actor.clone()),
-            actor_email: actor.email.clone(),
-            client_address: actor.client_address.clone(),
+            actor: actor.clone(),
             method,
             target: target.into(),
             request_id: None,
@@ -86,8 +83,8 @@ impl Draft {
     ) -> AuditRow {
         AuditRow {
             id: Uuid::now_v7(),
-            actor_id: self.actor.as_ref().map(|a| a.id),
-            actor_email: self.actor_email.chars().take(320).collect(),
+            actor_id: Some(self.actor.id),
+            actor_email: self.actor.email.chars().take(320).collect(),
             method: self.method.to_owned(),
             target: self.target.chars().take(200).collect(),
             outcome: outcome.as_str().to_owned(),
@@ -95,7 +92,7 @@ impl Draft {
             before,
             after,
             request_id: self.request_id.clone(),
-            client_address: self.client_address.clone(),
+            client_address: self.actor.client_address.clone(),
             created_at: Utc::now().trunc_subsecs(6),
         }
     }
@@ -144,11 +141,7 @@ impl AlsoInTransaction for RefundRecords {
         before: &Row,
         after: &View,
     ) -> Result<(), ApiError> {
-        let actor = self
-            .draft
-            .actor
-            .as_ref()
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a refund without an actor")))?;
+        let actor = &self.draft.actor;
         if let Some(request_id) = &self.draft.request_id {
             let response = pb::RefundVerificationResponse {
                 verification: Some(after.to_proto()),
@@ -280,25 +273,15 @@ impl Admin {
         target: &str,
     ) -> Result<Actor, ApiError> {
         let profile = self.identity.me(&caller.principal).await?;
+        let actor = Actor {
+            id: profile.id,
+            email: profile.email,
+            client_address: caller.client_address.clone(),
+        };
         match domain::admit(&profile.role, &caller.principal.credential) {
-            Ok(()) => Ok(Actor {
-                id: profile.id,
-                email: profile.email,
-                client_address: caller.client_address.clone(),
-            }),
+            Ok(()) => Ok(actor),
             Err(denial) => {
-                let draft = Draft {
-                    actor: Some(Actor {
-                        id: profile.id,
-                        email: profile.email.clone(),
-                        client_address: caller.client_address.clone(),
-                    }),
-                    actor_email: profile.email,
-                    client_address: caller.client_address.clone(),
-                    method,
-                    target: target.to_owned(),
-                    request_id: None,
-                };
+                let draft = Draft::for_actor(&actor, method, target);
                 self.audit_refusal(&draft, Outcome::Denied, denial.reason())
                     .await;
                 tracing::warn!(user_id = %caller.principal.user_id, method, reason = denial.reason(), "admin RPC denied");
@@ -345,15 +328,15 @@ impl Admin {
         })
     }
 
-    /// `ListUsers`.
+    /// `ListUsers`. (Every operation takes the admitted [`Actor`]: it cannot be called
+    /// without passing [`Self::admit`] first.)
     pub async fn list_users(
         &self,
-        actor: &Actor,
+        _actor: &Actor,
         query: UserQuery<'_>,
         page_token: &str,
         page_size: i32,
     ) -> Result<(Vec<Account>, String), ApiError> {
-        let _ = actor;
         let limit = crate::paging::page_size(page_size)?;
         let email = query.email_query.trim();
         if email.chars().count() > 320 {
@@ -758,10 +741,9 @@ impl Admin {
     /// `ListAuditLogEntries`.
     pub async fn audit_log(
         &self,
-        actor: &Actor,
+        _actor: &Actor,
         request: &pb::ListAuditLogEntriesRequest,
     ) -> Result<(Vec<AuditRow>, String), ApiError> {
-        let _ = actor;
         let limit = crate::paging::page_size(request.page_size)?;
         let mut v = Violations::default();
         let actor_filter = if request.actor.is_empty() {
