@@ -44,7 +44,7 @@ const SEGMENTS: &[&str] = &[
     "analytics",
     "revenue",
     "openapi.json",
-    "healthz",
+    // Not `healthz`: its 503 reports the upstream's health, not a client's mistake.
     "",
     ":",
     "::",

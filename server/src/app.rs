@@ -450,11 +450,15 @@ impl Application {
                     .context("the gRPC listener's address")?,
             );
             let edge_stop = stopped(stop_rx.clone());
+            let cors_origins = config.cors_origins.clone();
             tasks.spawn(async move {
                 namaskah_edge::serve_with(
                     edge,
                     upstream,
-                    namaskah_edge::EdgeOptions::default(),
+                    namaskah_edge::EdgeOptions {
+                        cors_origins,
+                        ..namaskah_edge::EdgeOptions::default()
+                    },
                     edge_stop,
                 )
                 .await

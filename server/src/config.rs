@@ -120,6 +120,9 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// `None` when the in-process edge is off.
     pub edge_addr: Option<SocketAddr>,
+    /// Browser origins the in-process edge allows across origins (`NAMASKAH_CORS_ORIGINS`;
+    /// empty: no CORS).
+    pub cors_origins: Vec<http::HeaderValue>,
     /// `None` when the metrics listener is off.
     pub metrics_addr: Option<SocketAddr>,
     pub database_url: String,
@@ -500,6 +503,10 @@ impl Config {
         Ok(Config {
             grpc_addr: r.addr("NAMASKAH_GRPC_ADDR", "0.0.0.0:50051")?,
             edge_addr: r.optional_addr("NAMASKAH_EDGE_ADDR", "0.0.0.0:8080")?,
+            cors_origins: namaskah_edge::parse_cors_origins(
+                &r.get(namaskah_edge::ENV_CORS_ORIGINS).unwrap_or_default(),
+            )
+            .map_err(|e| bad(e.variable, e.reason))?,
             metrics_addr: r.optional_addr("NAMASKAH_METRICS_ADDR", "0.0.0.0:9090")?,
             database_url,
             database_max_connections,
@@ -573,8 +580,13 @@ mod tests {
             ("NAMASKAH_SLOW_CALL_THRESHOLD", "250ms"),
             ("NAMASKAH_METRICS_ADDR", "off"),
             ("SENTRY_DSN", "https://public@sentry.example.com/42"),
+            (
+                "NAMASKAH_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:5173",
+            ),
         ])
         .expect("valid");
+        assert_eq!(c.cors_origins.len(), 2);
         assert_eq!(c.slow_call_threshold, Duration::from_millis(250));
         assert!(c.metrics_addr.is_none());
         assert!(c.sentry.dsn.is_some());
@@ -583,6 +595,9 @@ mod tests {
             ("NAMASKAH_SLOW_CALL_THRESHOLD", "fast"),
             ("SENTRY_DSN", "not a dsn"),
             ("NAMASKAH_METRICS_ADDR", "9090"),
+            // Credentials are allowed, so a wildcard would let any site in.
+            ("NAMASKAH_CORS_ORIGINS", "*"),
+            ("NAMASKAH_CORS_ORIGINS", "https://app.example.com/path"),
         ] {
             let error = config(&[(name, value)]).expect_err(value);
             assert_eq!(error.variable, name);

@@ -736,3 +736,66 @@ async fn json_callers_are_rate_limited_with_headers() {
     );
     assert!(refused.text.contains("RetryInfo"), "{}", refused.text);
 }
+
+#[tokio::test]
+async fn the_in_process_edge_allows_only_the_configured_browser_origins() {
+    let app = spawn_app_with(&[
+        ("NAMASKAH_EDGE_ADDR", "127.0.0.1:0"),
+        ("NAMASKAH_CORS_ORIGINS", "https://app.example.com"),
+    ])
+    .await;
+    let partner = Partner::new(&app);
+    let preflight = async |origin: &'static str| {
+        let headers = [
+            ("origin", origin),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "authorization"),
+        ];
+        partner
+            .call_with(Method::OPTIONS, "/v1/users/me", None, None, &headers)
+            .await
+    };
+    let allowed = preflight("https://app.example.com").await;
+    assert_eq!(
+        allowed
+            .headers
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(b"https://app.example.com".as_slice()),
+        "{:?}",
+        allowed.headers
+    );
+    assert_eq!(
+        allowed
+            .headers
+            .get("access-control-allow-credentials")
+            .map(|v| v.as_bytes()),
+        Some(b"true".as_slice())
+    );
+    let other = preflight("https://evil.example.com").await;
+    assert!(
+        other.headers.get("access-control-allow-origin").is_none(),
+        "{:?}",
+        other.headers
+    );
+    // A real call from the page carries the header too, and exposes the limit headers.
+    let (_, token) = app.signed_in().await;
+    let call = partner
+        .call_with(
+            Method::GET,
+            "/v1/users/me",
+            None,
+            Some(&token),
+            &[("origin", "https://app.example.com")],
+        )
+        .await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.text);
+    assert!(call.headers.get("access-control-allow-origin").is_some());
+    let exposed = call
+        .headers
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("ratelimit-remaining"), "{exposed}");
+}
