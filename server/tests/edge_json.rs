@@ -570,56 +570,34 @@ async fn every_json_route_answers() {
         )
         .await;
 
-    // The services still to come answer 501 with their reason, through every route.
+    // A customer, through every route: the services still to come answer 501, the
+    // administrators' RPCs 403, each with its reason.
     let (routes, problems) = namaskah_edge::json_routes();
     assert!(problems.is_empty(), "{problems:?}");
     let customer = app.signed_in().await.1;
-    for route in routes
+    let refusals = NOT_YET
         .iter()
-        .filter(|r| NOT_YET.iter().any(|s| r.rpc.starts_with(s)))
-    {
-        let path = route_path(&route.template);
-        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
-        let body = (!route.body.is_empty()).then(|| json!({}));
-        let reply = partner.call(method, &path, body, Some(&customer)).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::NOT_IMPLEMENTED,
-            "{} {path} ({}): {}",
-            route.method,
-            route.rpc,
-            reply.text
-        );
-        assert_eq!(reply.body["code"], 12, "{}", reply.text);
-        assert!(
-            reply.text.contains("NOT_IMPLEMENTED"),
-            "{}: the reason is kept: {}",
-            route.rpc,
-            reply.text
-        );
-    }
-
-    // The administrators' routes refuse a customer, with the reason, through every route.
-    for route in routes.iter().filter(|r| r.rpc.starts_with(ADMIN_ONLY)) {
-        let path = route_path(&route.template);
-        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
-        let body = (!route.body.is_empty()).then(|| json!({}));
-        let reply = partner.call(method, &path, body, Some(&customer)).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::FORBIDDEN,
-            "{} {path} ({}): {}",
-            route.method,
-            route.rpc,
-            reply.text
-        );
-        assert_eq!(reply.body["code"], 7, "{}", reply.text);
-        assert!(
-            reply.text.contains("ADMIN_REQUIRED"),
-            "{}: the reason is kept: {}",
-            route.rpc,
-            reply.text
-        );
+        .map(|s| (*s, StatusCode::NOT_IMPLEMENTED, 12, "NOT_IMPLEMENTED"))
+        .chain([(ADMIN_ONLY, StatusCode::FORBIDDEN, 7, "ADMIN_REQUIRED")]);
+    for (service, status, code, reason) in refusals {
+        for route in routes.iter().filter(|r| r.rpc.starts_with(service)) {
+            let path = route_path(&route.template);
+            let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+            let body = (!route.body.is_empty()).then(|| json!({}));
+            let reply = partner.call(method, &path, body, Some(&customer)).await;
+            assert_eq!(
+                reply.status, status,
+                "{} {path} ({}): {}",
+                route.method, route.rpc, reply.text
+            );
+            assert_eq!(reply.body["code"], code, "{}", reply.text);
+            assert!(
+                reply.text.contains(reason),
+                "{}: the reason is kept: {}",
+                route.rpc,
+                reply.text
+            );
+        }
     }
 
     // Every route of the contract was reached.

@@ -330,13 +330,7 @@ impl Identity {
         referral_code: &str,
     ) -> Result<UserProfile, ApiError> {
         let mut violations = Violations::default();
-        let email = domain::check_email("email", email, &mut violations);
-        domain::check_password(
-            "password",
-            password,
-            email.as_deref().unwrap_or(""),
-            &mut violations,
-        );
+        let email = check_new_credentials(email, password, &mut violations);
         let referral_code = referral_code.trim().to_ascii_uppercase();
         if referral_code.len() > 16 {
             violations.add("referral_code", "is longer than 16 characters");
@@ -1235,13 +1229,7 @@ pub async fn create_admin(
     password: &str,
 ) -> Result<UserProfile, ApiError> {
     let mut violations = Violations::default();
-    let email = domain::check_email("email", email, &mut violations);
-    domain::check_password(
-        "password",
-        password,
-        email.as_deref().unwrap_or(""),
-        &mut violations,
-    );
+    let email = check_new_credentials(email, password, &mut violations);
     violations.into_result()?;
     let email = email.unwrap_or_default();
     if repo::user_by_email(db, &domain::normalize_email(&email))
@@ -1269,6 +1257,13 @@ pub async fn create_admin(
     Err(ApiError::Internal(anyhow::anyhow!(
         "no free referral code after 5 draws"
     )))
+}
+
+/// A new account's email and password, checked; the email in canonical form.
+fn check_new_credentials(email: &str, password: &str, v: &mut Violations) -> Option<String> {
+    let email = domain::check_email("email", email, v);
+    domain::check_password("password", password, email.as_deref().unwrap_or(""), v);
+    email
 }
 
 fn suspended() -> ApiError {

@@ -1078,15 +1078,7 @@ impl Verifications {
     /// The caller's open verifications, oldest first (snapshots for `WatchVerifications`).
     pub async fn open_views(&self, principal: &Principal) -> Result<Vec<View>, ApiError> {
         let rows = repo::open_of(&self.db, principal.user_id, 1_000).await?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut messages = repo::messages_of(&self.db, &ids).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let messages = messages.remove(&row.id).unwrap_or_default();
-                View { row, messages }
-            })
-            .collect())
+        self.views(rows).await
     }
 
     /// The cleanup a row still owes its provider.
