@@ -147,8 +147,8 @@ impl Catalog {
     }
 
     /// Sets the platform's base price of `service` in `country` (offering it there if it
-    /// was not), then invalidates every instance's catalog cache. This is what
-    /// `AdminService.SetServicePrice` will call.
+    /// was not), then invalidates every instance's catalog cache. (`AdminService` uses
+    /// [`Self::set_price_in`], so that its audit entry commits with the change.)
     ///
     /// `INVALID_ARGUMENT` for a malformed code or a price outside 1 to 1,000,000 cents;
     /// `NOT_FOUND`/`SERVICE_NOT_FOUND` or `COUNTRY_NOT_FOUND` for unknown codes.
