@@ -23,6 +23,7 @@ import time
 import uuid
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from namaskah.v1 import (
     auth_pb2,
@@ -106,7 +107,27 @@ def fund(channel: grpc.Channel, metadata, cents: int) -> None:
     print(f"balance {balance.minor_units} {balance.currency_code} cents")
 
 
+def describe(error: grpc.RpcError) -> str:
+    """`CODE REASON: message`, with the reason from the `google.rpc.ErrorInfo` detail."""
+    reason = ""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    reason = f" {info.reason}"
+    return f"{error.code().name}{reason}: {error.details()}"
+
+
 def main() -> int:
+    try:
+        return buy()
+    except grpc.RpcError as error:
+        print(f"error {describe(error)}", file=sys.stderr)
+        return 2
+
+
+def buy() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="localhost:50051", help="gRPC address")
     parser.add_argument("--service", default="whatsapp")

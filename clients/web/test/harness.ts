@@ -187,7 +187,7 @@ export async function fundedAccount(server: RunningServer, cents: bigint): Promi
   await namaskah.login(email, password);
   const { topUp } = await namaskah.wallet.createTopUp({
     amount: { currencyCode: "USD", minorUnits: cents },
-    requestId: `fund-${email}`,
+    requestId: crypto.randomUUID(),
   });
   if (topUp === undefined) throw new Error("CreateTopUp answered no top-up");
   await namaskah.sandbox.completePayment({
