@@ -7,12 +7,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connect } from "../src/client";
 import { VerificationStatus } from "../src/gen/namaskah/v1/verification_pb";
-import { fundedAccount, repoRoot, startServer, type RunningServer } from "./harness";
+import { cargoTarget, fundedAccount, repoRoot, startServer, type RunningServer } from "./harness";
 
 const python = process.env.NAMASKAH_PYTHON ?? join(repoRoot, "clients/python/.venv/bin/python");
 const pythonExample = join(repoRoot, "clients/python/examples/buy_verification.py");
 const rustExample =
-  process.env.NAMASKAH_RUST_EXAMPLE ?? join(repoRoot, "target/debug/examples/buy_verification");
+  process.env.NAMASKAH_RUST_EXAMPLE ?? join(cargoTarget, "debug/examples/buy_verification");
 
 /** Runs a program to its end; resolves with its exit code and output. */
 function run(command: string, args: string[], env: Record<string, string>) {

@@ -17,8 +17,11 @@ export const webRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "..
 /** The repository. */
 export const repoRoot = resolve(webRoot, "../..");
 
+/** Where cargo puts what it builds (`CARGO_TARGET_DIR`, else the workspace's `target`). */
+export const cargoTarget = resolve(repoRoot, process.env.CARGO_TARGET_DIR ?? "target");
+
 export const serverBinary =
-  process.env.NAMASKAH_SERVER_BIN ?? join(repoRoot, "target/debug/namaskah-server");
+  process.env.NAMASKAH_SERVER_BIN ?? join(cargoTarget, "debug/namaskah-server");
 export const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export interface RunningServer {
