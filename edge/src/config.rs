@@ -33,7 +33,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, value: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(variable: &'static str, value: &str, reason: impl Into<String>) -> Self {
         Self {
             variable,
             value: value.to_owned(),
@@ -51,6 +51,9 @@ pub struct Settings {
     pub upstream: Uri,
     /// The edge's own options ([`ENV_MAX_BODY`] and the fixed defaults).
     pub options: EdgeOptions,
+    /// TLS from [`crate::tls::ENV_TLS_CERT`] and [`crate::tls::ENV_TLS_KEY`]; `None`: plain
+    /// HTTP.
+    pub tls: Option<crate::tls::TlsIdentity>,
 }
 
 impl Settings {
@@ -83,9 +86,12 @@ impl Settings {
             Some(value) => parse_cors_origins(&value)?,
         };
 
+        let tls = crate::tls::tls_from_lookup(&lookup)?;
+
         Ok(Self {
             addr,
             upstream,
+            tls,
             options: EdgeOptions {
                 max_body_bytes,
                 cors_origins,

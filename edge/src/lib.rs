@@ -45,6 +45,7 @@ mod json;
 mod limit;
 mod proxy;
 mod reply;
+pub mod tls;
 mod upstream;
 mod webhook;
 

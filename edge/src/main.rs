@@ -3,7 +3,8 @@
 //! Configuration (environment; unset or empty means the default):
 //! `NAMASKAH_EDGE_ADDR` (`0.0.0.0:8080`), `NAMASKAH_UPSTREAM` (`http://127.0.0.1:50051`),
 //! `NAMASKAH_EDGE_MAX_BODY` (bytes, `1048576`), `NAMASKAH_CORS_ORIGINS` (comma-separated
-//! browser origins allowed across origins; none), `RUST_LOG` (`info`).
+//! browser origins allowed across origins; none), `NAMASKAH_TLS_CERT` and `NAMASKAH_TLS_KEY`
+//! (PEM files: serve HTTPS instead of HTTP; unset), `RUST_LOG` (`info`).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ async fn run() -> anyhow::Result<()> {
         addr = %listener.local_addr()?,
         upstream = %settings.upstream,
         max_body_bytes = settings.options.max_body_bytes,
+        tls = settings.tls.is_some(),
         "namaskah-edge listening",
     );
 
@@ -58,12 +60,22 @@ async fn run() -> anyhow::Result<()> {
         let _ = stopping_tx.send(true);
     });
 
-    let serving = serve_with(
-        listener,
-        upstream,
-        settings.options,
-        stopped(stopping.clone()),
-    );
+    let shutdown = stopped(stopping.clone());
+    let serving = async move {
+        match &settings.tls {
+            Some(identity) => {
+                namaskah_edge::tls::serve_tls_with(
+                    listener,
+                    identity,
+                    upstream,
+                    settings.options,
+                    shutdown,
+                )
+                .await
+            }
+            None => serve_with(listener, upstream, settings.options, shutdown).await,
+        }
+    };
     tokio::select! {
         result = serving => result.context("serving HTTP")?,
         () = async { stopped(stopping).await; tokio::time::sleep(DRAIN_DEADLINE).await } => {

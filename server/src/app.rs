@@ -425,11 +425,36 @@ impl Application {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(layers.clone())
-            .add_routes(routes.clone())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+            .add_routes(routes.clone());
+        let grpc_stop = stopped(stop_rx.clone());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(async move { grpc_server.await.context("gRPC server") });
-        tracing::info!(address = %grpc_addr, "gRPC listening (health, reflection, namaskah.v1)");
+        match &config.tls {
+            Some(identity) => {
+                let tls = identity
+                    .server_config(&[b"h2"])
+                    .context("NAMASKAH_TLS_CERT / NAMASKAH_TLS_KEY")?;
+                let incoming = namaskah_edge::tls::TlsIncoming::new(grpc, tls)?.into_stream();
+                tasks.spawn(async move {
+                    grpc_server
+                        .serve_with_incoming_shutdown(incoming, grpc_stop)
+                        .await
+                        .context("gRPC server")
+                });
+            }
+            None => {
+                tasks.spawn(async move {
+                    grpc_server
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop)
+                        .await
+                        .context("gRPC server")
+                });
+            }
+        }
+        tracing::info!(
+            address = %grpc_addr,
+            tls = config.tls.is_some(),
+            "gRPC listening (health, reflection, namaskah.v1)"
+        );
 
         if let Some(edge) = edge {
             let edge_addr = edge.local_addr()?;
@@ -444,27 +469,41 @@ impl Application {
                 }
                 other => other,
             };
-            let upstream = namaskah_edge::upstream_channel(
-                format!("http://{local}")
-                    .parse()
-                    .context("the gRPC listener's address")?,
-            );
+            // With TLS the edge reaches this process's listener over TLS too, trusting
+            // exactly the configured certificate.
+            let upstream = match &config.tls {
+                Some(identity) => {
+                    namaskah_edge::tls::pinned_channel(local, identity.certificate().clone())
+                }
+                None => namaskah_edge::upstream_channel(
+                    format!("http://{local}")
+                        .parse()
+                        .context("the gRPC listener's address")?,
+                ),
+            };
             let edge_stop = stopped(stop_rx.clone());
-            let cors_origins = config.cors_origins.clone();
+            let options = namaskah_edge::EdgeOptions {
+                cors_origins: config.cors_origins.clone(),
+                ..namaskah_edge::EdgeOptions::default()
+            };
+            let tls = config.tls.clone();
             tasks.spawn(async move {
-                namaskah_edge::serve_with(
-                    edge,
-                    upstream,
-                    namaskah_edge::EdgeOptions {
-                        cors_origins,
-                        ..namaskah_edge::EdgeOptions::default()
-                    },
-                    edge_stop,
-                )
-                .await
+                match tls {
+                    Some(identity) => {
+                        namaskah_edge::tls::serve_tls_with(
+                            edge, &identity, upstream, options, edge_stop,
+                        )
+                        .await
+                    }
+                    None => namaskah_edge::serve_with(edge, upstream, options, edge_stop).await,
+                }
                 .context("edge server")
             });
-            tracing::info!(address = %edge_addr, "edge listening (grpc-web, webhooks)");
+            tracing::info!(
+                address = %edge_addr,
+                tls = config.tls.is_some(),
+                "edge listening (grpc-web, webhooks)"
+            );
         }
 
         if let Some((listener, handle)) = metrics {

@@ -167,6 +167,9 @@ pub struct Config {
     /// Calls slower than this are logged at warn and counted in `slow_requests_total`
     /// (`NAMASKAH_SLOW_CALL_THRESHOLD`, default 1s).
     pub slow_call_threshold: Duration,
+    /// TLS for the gRPC listener and the in-process edge (`NAMASKAH_TLS_CERT` and
+    /// `NAMASKAH_TLS_KEY`, PEM files read and checked at start-up); `None`: plain TCP.
+    pub tls: Option<namaskah_edge::tls::TlsIdentity>,
 }
 
 /// Parses durations written like `500ms`, `5s`, `15m`, `2h`, `1d`.
@@ -492,6 +495,13 @@ impl Config {
                     )
                 })?,
         };
+        let tls = namaskah_edge::tls::tls_from_lookup(|name| source.get(name)).map_err(|e| {
+            if e.value.is_empty() {
+                bad(e.variable, e.reason)
+            } else {
+                bad(e.variable, format!("`{}` {}", e.value, e.reason))
+            }
+        })?;
         let rate_limits = RateLimitConfig {
             enabled: r.bool("NAMASKAH_RATE_LIMITS")?.unwrap_or(true),
             fallback,
@@ -543,6 +553,7 @@ impl Config {
             rate_limits,
             usage_flush: r.duration("NAMASKAH_USAGE_FLUSH", "5s")?,
             slow_call_threshold: r.duration("NAMASKAH_SLOW_CALL_THRESHOLD", "1s")?,
+            tls,
         })
     }
 }

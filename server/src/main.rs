@@ -110,16 +110,30 @@ async fn healthcheck(config: Config) -> anyhow::Result<()> {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .timeout(std::time::Duration::from_secs(3))
-        .connect()
-        .await?;
-    let status = HealthClient::new(channel)
-        .check(HealthCheckRequest::default())
-        .await?
-        .into_inner()
-        .status();
+    let check = async {
+        let channel = match &config.tls {
+            // The listener serves TLS with this certificate: trust exactly it.
+            Some(identity) => {
+                namaskah_edge::tls::pinned_channel(addr, identity.certificate().clone())
+            }
+            None => {
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                    .connect_timeout(std::time::Duration::from_secs(3))
+                    .connect()
+                    .await?
+            }
+        };
+        anyhow::Ok(
+            HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
+                .await?
+                .into_inner()
+                .status(),
+        )
+    };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(3), check)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {addr} within 3 s"))??;
     if status == ServingStatus::Serving {
         println!("serving");
         Ok(())
