@@ -9,8 +9,10 @@ import { VerificationService } from "./gen/namaskah/v1/verification_pb";
 import { WalletService } from "./gen/namaskah/v1/wallet_pb";
 import type { Money } from "./gen/namaskah/v1/common_pb";
 
-/** Refresh the access token when it has less than this left. */
-const REFRESH_MARGIN_MS = 30_000;
+export interface Options {
+  /** Refresh the access token when it has less than this left (default 30 s). */
+  refreshMarginMs?: number;
+}
 
 export interface Namaskah {
   auth: Client<typeof AuthService>;
@@ -20,10 +22,13 @@ export interface Namaskah {
   /** Signs in; later calls carry the session's access token. */
   login(email: string, password: string): Promise<void>;
   signedIn(): boolean;
+  /** The session's current tokens (undefined before `login`). */
+  tokens(): TokenPair | undefined;
 }
 
 /** Clients for the edge at `baseUrl` (for example `http://localhost:8080`). */
-export function connect(baseUrl: string): Namaskah {
+export function connect(baseUrl: string, options: Options = {}): Namaskah {
+  const margin = options.refreshMarginMs ?? 30_000;
   // Login and RefreshToken go through a transport without credentials.
   const anonymous: Transport = createGrpcWebTransport({ baseUrl });
   const anonymousAuth = createClient(AuthService, anonymous);
@@ -32,7 +37,7 @@ export function connect(baseUrl: string): Namaskah {
 
   const expiresSoon = (t: TokenPair) =>
     t.accessTokenExpireTime !== undefined &&
-    timestampDate(t.accessTokenExpireTime).getTime() - Date.now() < REFRESH_MARGIN_MS;
+    timestampDate(t.accessTokenExpireTime).getTime() - Date.now() < margin;
 
   async function refresh(current: TokenPair): Promise<void> {
     const answer = await anonymousAuth.refreshToken({ refreshToken: current.refreshToken });
@@ -63,6 +68,7 @@ export function connect(baseUrl: string): Namaskah {
       tokens = answer.tokens;
     },
     signedIn: () => tokens !== undefined,
+    tokens: () => tokens,
   };
 }
 
