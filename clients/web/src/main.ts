@@ -1,5 +1,5 @@
 // The page: sign in, buy a number, and show its code as soon as the stream brings it.
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { connect, formatMoney } from "./client";
 import {
   VerificationEventType,
@@ -31,15 +31,39 @@ function showVerification(v: Verification) {
   if (v.code) $("code").textContent = v.code;
 }
 
+/** Stream failures worth reconnecting after: a server shutting down, a network break. */
+const transient = (err: unknown) =>
+  err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.Unknown);
+
 async function watch(name: string) {
   // A server stream over grpc-web: the current state first, then every change until the
-  // verification ends.
-  for await (const { event } of namaskah.verifications.watchVerification({ name })) {
-    if (event?.verification === undefined) continue;
-    showVerification(event.verification);
-    const item = document.createElement("li");
-    item.textContent = VerificationEventType[event.type];
-    $("events").append(item);
+  // verification ends. When it breaks, reconnect from the last sequence seen: the server
+  // replays what was missed, so nothing is lost or shown twice.
+  let seen = 0n;
+  for (let failures = 0; ; ) {
+    try {
+      $("connection").textContent = "live";
+      for await (const { event } of namaskah.verifications.watchVerification({
+        name,
+        afterSequence: seen,
+      })) {
+        failures = 0;
+        if (event?.verification === undefined) continue;
+        const sequence =
+          event.type === VerificationEventType.SNAPSHOT ? event.verification.lastSequence : event.sequence;
+        if (sequence > seen) seen = sequence;
+        showVerification(event.verification);
+        const item = document.createElement("li");
+        item.textContent = VerificationEventType[event.type];
+        $("events").append(item);
+      }
+      $("connection").textContent = "ended";
+      break;
+    } catch (err) {
+      if (!transient(err) || ++failures > 60) throw err;
+      $("connection").textContent = "reconnecting…";
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
   await showBalance();
 }
@@ -51,9 +75,9 @@ $("login-form").addEventListener("submit", async (e) => {
     await namaskah.login(value("email"), $<HTMLInputElement>("password").value);
     const { user } = await namaskah.auth.getMe({});
     $("account-email").textContent = user?.email ?? "";
+    await showBalance();
     $("login-form").hidden = true;
     $("account").hidden = false;
-    await showBalance();
   } catch (err) {
     showError(err);
   }

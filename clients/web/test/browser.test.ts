@@ -180,3 +180,56 @@ describe("the web client with the sandbox sending its own code", () => {
     }
   });
 });
+
+describe("the web client across a server restart", () => {
+  test("the stream reconnects from the last sequence it saw, and nothing is lost or repeated", async () => {
+    const vars = {
+      NAMASKAH_CORS_ORIGINS: site.origin,
+      NAMASKAH_SANDBOX_SMS_DELAY: "off",
+      // The same signing key after the restart, so the page's session stays valid.
+      NAMASKAH_JWT_SECRET: "browser-test-secret-browser-test-secret",
+    };
+    const first = await startServer(vars);
+    let second: RunningServer | undefined;
+    try {
+      const account = await fundedAccount(first, 1000n);
+      const { page, calls } = await openApp(first);
+      await signIn(page, account.email, account.password);
+      await page.locator("#account").waitFor({ state: "visible" });
+      await page.click("#buy");
+      await page.waitForFunction(() => document.querySelector("#events li")?.textContent === "SNAPSHOT");
+      const phoneNumber = await text(page, "#phone-number");
+
+      // The server shuts down: the stream ends with UNAVAILABLE and the page keeps trying.
+      await first.halt();
+      await page.waitForFunction(() => document.getElementById("connection")?.textContent === "reconnecting…");
+
+      // The same database, on the same addresses. The code may arrive before the page is
+      // back: it must then be replayed from the stored events.
+      second = await startServer(
+        { ...vars, NAMASKAH_GRPC_ADDR: first.grpcAddr, NAMASKAH_EDGE_ADDR: new URL(first.edgeUrl).host },
+        { dir: first.dir },
+      );
+      const code = String(10000 + Math.floor(Math.random() * 90000));
+      await account.namaskah.sandbox.injectSms({ phoneNumber, text: `Telegram code: ${code}` });
+
+      await page.waitForFunction(
+        (expected) => document.getElementById("code")?.textContent === expected,
+        code,
+        { timeout: 30_000 },
+      );
+      await page.waitForFunction(() => document.getElementById("connection")?.textContent === "ended");
+      assert.deepEqual(await page.locator("#events li").allInnerTexts(), [
+        "SNAPSHOT",
+        "SMS_RECEIVED",
+        "COMPLETED",
+      ]);
+      const watches = calls.filter((c) => c === "/namaskah.v1.VerificationService/WatchVerification");
+      assert.ok(watches.length >= 2, `the page watched ${watches.length} time(s)`);
+      await page.close();
+    } finally {
+      await second?.stop();
+      await first.stop();
+    }
+  });
+});

@@ -30,7 +30,10 @@ export interface RunningServer {
   mailSink: string;
   dir: string;
   logs: string[];
+  /** Stops the server (SIGTERM: streams end with UNAVAILABLE) and removes its directory. */
   stop(): Promise<void>;
+  /** Stops the server and keeps its directory (the database, the mail sink). */
+  halt(): Promise<void>;
 }
 
 /** Variables of the surrounding environment that would change the server's set-up. */
@@ -48,11 +51,16 @@ function cleanEnv(): NodeJS.ProcessEnv {
  * sandbox, the mail sink) with gRPC and the edge on port 0 of 127.0.0.1, and resolves
  * once both are bound, with the addresses the server reports in its log.
  */
-export async function startServer(vars: Record<string, string>): Promise<RunningServer> {
+export async function startServer(
+  vars: Record<string, string>,
+  options: { dir?: string } = {},
+): Promise<RunningServer> {
   if (!existsSync(serverBinary)) {
     throw new Error(`${serverBinary} is missing: run \`cargo build -p namaskah-server\` first`);
   }
-  const dir = await mkdtemp(join(tmpdir(), "namaskah-client-test-"));
+  // A directory of an earlier server: the same database, as after a restart.
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "namaskah-client-test-")));
+  const ownsDir = options.dir === undefined;
   const mailSink = join(dir, "mail.jsonl");
   const child = spawn(serverBinary, [], {
     cwd: dir,
@@ -104,7 +112,11 @@ export async function startServer(vars: Record<string, string>): Promise<Running
     mailSink,
     dir,
     logs,
-    stop: () => stopProcess(child).then(() => rm(dir, { recursive: true, force: true })),
+    stop: async () => {
+      await stopProcess(child);
+      if (ownsDir) await rm(dir, { recursive: true, force: true });
+    },
+    halt: () => stopProcess(child),
   };
 }
 
