@@ -340,13 +340,23 @@ fn the_healthcheck_command_speaks_tls_to_a_tls_server() {
             .env("NO_COLOR", "1");
         command
     };
-    let mut server = command("serve", "127.0.0.1:0")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// Kills the server however the test ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Running(
+        command("serve", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Wait for the log line announcing the listener (bounded by the line count).
-    let stdout = server.stdout.take().unwrap();
+    let stdout = server.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
@@ -369,8 +379,7 @@ fn the_healthcheck_command_speaks_tls_to_a_tls_server() {
         }
     };
     let check = command("healthcheck", &address).output().unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(check.status.success(), "{check:?}");
     assert!(String::from_utf8_lossy(&check.stdout).contains("serving"));
 }
