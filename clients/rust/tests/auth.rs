@@ -147,7 +147,7 @@ async fn my_email(namaskah: &Namaskah) -> Result<String, Error> {
 
 #[tokio::test]
 async fn a_session_is_refreshed_before_its_access_token_expires() {
-    let server = start("3s").await;
+    let server = start("5s").await;
     let email = verified_account(&server).await;
     let namaskah = Namaskah::connect(server.url(), password(&email))
         .await
@@ -161,8 +161,13 @@ async fn a_session_is_refreshed_before_its_access_token_expires() {
         first.refresh_token
     );
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Now less than the margin is left: the next client comes with a new pair.
+    // Wait until a second of the access token's life is left (the server's expiry, as it
+    // reported it), then less than the margin is left: the next client comes with a new pair.
+    let expiry = std::time::SystemTime::try_from(first.access_token_expire_time.unwrap()).unwrap();
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left.saturating_sub(Duration::from_secs(1))).await;
     assert_eq!(my_email(&namaskah).await.expect("GetMe"), email);
     let second = namaskah.tokens().await.unwrap();
     assert_ne!(second.refresh_token, first.refresh_token);
@@ -179,7 +184,6 @@ async fn a_session_is_refreshed_before_its_access_token_expires() {
         .await
         .expect_err("a spent refresh token is refused");
     assert_eq!(reuse.code(), Code::Unauthenticated);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
     match my_email(&namaskah).await {
         Err(Error::Status(status)) => assert_eq!(status.code(), Code::Unauthenticated),
         other => panic!("a revoked session still answers: {other:?}"),
