@@ -3,6 +3,7 @@
 // code it prints must be the one the server recorded.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connect } from "../src/client";
@@ -57,6 +58,23 @@ async function recorded(email: string, password: string, name: string) {
 }
 
 describe("the Python example", () => {
+  test("every generated module imports (and the Google options resolve)", async () => {
+    const protos = (await readdir(join(repoRoot, "proto/namaskah/v1"))).filter((f) => f.endsWith(".proto"));
+    const script = [
+      "import importlib, pkgutil, namaskah.v1 as v",
+      "from google.api import field_behavior_pb2",
+      "names = [m.name for m in pkgutil.iter_modules(v.__path__)]",
+      "for name in names: importlib.import_module('namaskah.v1.' + name)",
+      "from namaskah.v1 import auth_pb2",
+      "options = auth_pb2.User.DESCRIPTOR.fields_by_name['name'].GetOptions()",
+      "print(len(names), list(options.Extensions[field_behavior_pb2.field_behavior]))",
+    ].join("\n");
+    const { code, out } = await run(python, ["-c", script], { PYTHONPATH: join(repoRoot, "clients/python/src") });
+    assert.equal(code, 0, out);
+    // Messages and gRPC stubs for each file; `name` is an IDENTIFIER (8).
+    assert.equal(out.trim(), `${protos.length * 2} [8]`);
+  });
+
   test("registers, verifies, tops up, signs in, buys and prints the streamed code", async () => {
     const email = `py-${Date.now()}@example.com`;
     const password = "correct horse 42";
