@@ -15,7 +15,7 @@ const value = (id: string) => $<HTMLInputElement>(id).value.trim();
 
 function showError(err: unknown) {
   $("error").textContent =
-    err instanceof ConnectError ? `${err.code}: ${err.rawMessage}` : String(err);
+    err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : String(err);
 }
 
 async function showBalance() {
