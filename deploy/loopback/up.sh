@@ -21,8 +21,9 @@
 #                             stop everything when this process ends (tests set it, so a
 #                             killed test leaves nothing running)
 #   NGINX_TLS_CERT, NGINX_TLS_KEY
-#                             nginx's certificate; default: a self-signed one for
-#                             localhost and 127.0.0.1, made here (RUN_DIR/tls/)
+#                             nginx's certificate; default: one for localhost and
+#                             127.0.0.1 made here by a CA of the run (RUN_DIR/tls/ca.pem,
+#                             NGINX_TLS_CA in topology.env: what clients trust)
 #   other NAMASKAH_*, RUST_LOG, SENTRY_* variables reach both servers unchanged.
 #
 # It returns once every part answers, leaving them running; their logs are in RUN_DIR.
@@ -81,12 +82,20 @@ redis_prefix=${NAMASKAH_REDIS_PREFIX:-loopback:$(head -c 6 /dev/urandom | od -An
 if [[ -z "${NGINX_TLS_CERT:-}" || -z "${NGINX_TLS_KEY:-}" ]]; then
   command -v openssl >/dev/null 2>&1 || { echo "up.sh: openssl is needed for nginx's test certificate (or set NGINX_TLS_CERT/NGINX_TLS_KEY)" >&2; exit 2; }
   mkdir -p "$run_dir/tls"
-  NGINX_TLS_CERT="$run_dir/tls/cert.pem"
-  NGINX_TLS_KEY="$run_dir/tls/key.pem"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$NGINX_TLS_KEY" -out "$NGINX_TLS_CERT" >/dev/null 2>&1 \
-    || fail "openssl could not make a certificate"
+  t=$run_dir/tls
+  NGINX_TLS_CERT="$t/cert.pem"
+  NGINX_TLS_KEY="$t/key.pem"
+  NGINX_TLS_CA="$t/ca.pem"
+  # A CA for the run, and a server certificate it signs for localhost and 127.0.0.1.
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Namaskah loopback CA" \
+      -keyout "$t/ca.key" -out "$NGINX_TLS_CA" &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$NGINX_TLS_KEY" -out "$t/cert.csr" &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$t/ext.cnf" &&
+    openssl x509 -req -in "$t/cert.csr" -CA "$NGINX_TLS_CA" -CAkey "$t/ca.key" -CAcreateserial \
+      -days 2 -extfile "$t/ext.cnf" -out "$NGINX_TLS_CERT"
+  } >"$t/openssl.log" 2>&1 || { cat "$t/openssl.log" >&2; fail "openssl could not make a certificate"; }
+  rm -f "$t/ca.key"
   # A throwaway key, readable by the unprivileged nginx.
   chmod 644 "$NGINX_TLS_KEY"
 fi
@@ -213,6 +222,7 @@ NGINX_GRPC_TLS=127.0.0.1:$nginx_grpc_tls
 NGINX_HTTP=127.0.0.1:$nginx_http
 NGINX_HTTPS=127.0.0.1:$nginx_https
 NGINX_TLS_CERT=$NGINX_TLS_CERT
+NGINX_TLS_CA=${NGINX_TLS_CA:-}
 EDGE=127.0.0.1:$edge_port
 SERVER_1_GRPC=127.0.0.1:$grpc_1
 SERVER_2_GRPC=127.0.0.1:$grpc_2

@@ -661,6 +661,72 @@ async fn streams_limits_and_jobs_work_across_the_instances_through_nginx() {
     assert_eq!(wallet, 1000, "every expired verification refunded in full");
     common::assert_books_balance(&topology.db).await;
     assert_eq!(errors.before_kill.load(Ordering::SeqCst), 0);
+
+    // nginx terminates TLS: gRPC and HTTPS with the run's certificate, checked by name
+    // against the run's CA.
+    let certificate = rustls::pki_types::CertificateDer::from(
+        rustls::pki_types::pem::PemObject::from_pem_file(topology.get("NGINX_TLS_CA"))
+            .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
+            .expect("the run's CA certificate"),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate).unwrap();
+    let tls = |alpn: &[&[u8]]| {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
+    };
+    let grpc_tls: std::net::SocketAddr = topology.get("NGINX_GRPC_TLS").parse().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls(&[b"h2"])));
+    let secure = tonic::transport::Endpoint::from_shared(format!("http://{grpc_tls}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(grpc_tls).await?;
+                let stream = connector
+                    .connect(
+                        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                        tcp,
+                    )
+                    .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("gRPC over TLS to nginx");
+    let balance = WalletServiceClient::new(secure)
+        .get_balance(bearer(pb::GetBalanceRequest {}, &left_token))
+        .await
+        .expect("a call over nginx's TLS listener")
+        .into_inner();
+    assert_eq!(balance.balance.map(|m| m.minor_units), Some(1000));
+    let https = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls(&[b"h2", b"http/1.1"]))
+        .resolve("localhost", topology.get("NGINX_HTTPS").parse().unwrap())
+        .build()
+        .unwrap();
+    let port = topology
+        .get("NGINX_HTTPS")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = https
+        .get(format!("https://localhost:{port}/v1/balance"))
+        .bearer_auth(&left_token)
+        .send()
+        .await
+        .expect("HTTPS through nginx to the edge");
+    assert_eq!(me.status(), 200);
+    let body: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(body["balance"]["minorUnits"], "1000", "{body}");
 }
 
 /// What one client was told about one of its verifications.
