@@ -76,13 +76,25 @@ async fn tls_channel(
     name: &'static str,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Channel, tonic::transport::Error> {
+    tls_channel_from([127, 0, 0, 1], addr, name, config).await
+}
+
+/// [`tls_channel`] from the loopback address `from` (127.0.0.x: another client address).
+async fn tls_channel_from(
+    from: [u8; 4],
+    addr: SocketAddr,
+    name: &'static str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Channel, tonic::transport::Error> {
     let connector = tokio_rustls::TlsConnector::from(config);
     Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
             let connector = connector.clone();
             async move {
-                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::from((from, 0)))?;
+                let tcp = socket.connect(addr).await?;
                 let tls = connector
                     .connect(ServerName::try_from(name).unwrap(), tcp)
                     .await?;
@@ -233,6 +245,61 @@ async fn grpc_and_the_edge_serve_tls_with_the_configured_certificate() {
 
     let _ = stop.send(());
     server.await.unwrap().expect("a clean stop");
+}
+
+/// Per-address limits still see each client's own address over TLS: two clients on
+/// different loopback addresses have a bucket each.
+#[tokio::test]
+async fn limits_per_client_address_see_the_tls_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let mut vars = vars(dir.path(), &pki);
+    vars.insert("NAMASKAH_SENSITIVE_RPM".into(), "2".into());
+    vars.insert("NAMASKAH_TRUSTED_PROXIES".into(), "none".into());
+    vars.insert("NAMASKAH_EDGE_ADDR".into(), "off".into());
+    let app = Application::build(Config::from_source(&vars).unwrap())
+        .await
+        .unwrap();
+    let grpc = app.grpc_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    let login = |channel: Channel| async move {
+        AuthServiceClient::new(channel)
+            .login(pb::LoginRequest {
+                email: unique_email(),
+                password: PASSWORD.into(),
+                totp_code: String::new(),
+            })
+            .await
+    };
+    let config = client_config(&pki.ca, &[b"h2"]);
+    let first = tls_channel_from([127, 0, 0, 1], grpc, "localhost", config.clone())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let refused = login(first.clone()).await.unwrap_err();
+        common::assert_error(
+            &refused,
+            tonic::Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    let limited = login(first.clone()).await.unwrap_err();
+    common::assert_error(&limited, tonic::Code::ResourceExhausted, "RATE_LIMITED");
+    // Another address has its own allowance (a lost peer address would share one bucket).
+    let second = tls_channel_from([127, 0, 0, 2], grpc, "localhost", config)
+        .await
+        .unwrap();
+    let refused = login(second).await.unwrap_err();
+    common::assert_error(
+        &refused,
+        tonic::Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }
 
 #[test]
