@@ -142,7 +142,14 @@ for _ in 1 2 3; do
   DATABASE_URL=$url NAMASKAH_BACKUP_DIR="$work/backups" NAMASKAH_BACKUP_KEEP=2 \
     "$repo/deploy/backup/backup.sh" || fail "backup.sh"
 done
+# A failing dump (a database that does not exist) exits non-zero and leaves no file behind.
+if DATABASE_URL=${url}_missing NAMASKAH_BACKUP_DIR="$work/backups" NAMASKAH_BACKUP_KEEP=2 \
+  "$repo/deploy/backup/backup.sh" 2>/dev/null; then
+  fail "backup.sh succeeded without a database"
+fi
 mapfile -t kept < <(ls "$work/backups" | grep -E '^namaskah-[0-9]{8}T[0-9]{6}\.[0-9]{3}Z\.dump$' | sort)
+[[ $(ls -A "$work/backups" | grep -vc -e '^\.backup\.lock$' -e '^namaskah-.*\.dump$') == 0 ]] \
+  || fail "backup files left behind: $(ls -A "$work/backups")"
 (( ${#kept[@]} == 2 )) || fail "rotation kept ${#kept[@]} dumps, not 2: $(ls -a "$work/backups")"
 newest="$work/backups/${kept[1]}"
 
