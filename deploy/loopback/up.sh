@@ -7,7 +7,7 @@
 # nginx runs as an unprivileged foreground process with its files in the run directory.
 #
 #   DATABASE_URL=postgres://…/namaskah REDIS_URL=redis://127.0.0.1:6379 \
-#     deploy/loopback/up.sh [RUN_DIR]
+#     deploy/loopback/up.sh [--wait] [RUN_DIR]
 #   . RUN_DIR/topology.env   # NGINX_GRPC=127.0.0.1:…, NGINX_HTTP=…, SERVER_1_GRPC=…, …
 #   deploy/loopback/down.sh RUN_DIR
 #
@@ -27,7 +27,14 @@
 #   other NAMASKAH_*, RUST_LOG, SENTRY_* variables reach both servers unchanged.
 #
 # It returns once every part answers, leaving them running; their logs are in RUN_DIR.
+# With --wait it stays in the foreground instead and stops everything on Ctrl-C or SIGTERM.
 set -euo pipefail
+
+wait_in_foreground=
+if [[ ${1:-} == --wait ]]; then
+  wait_in_foreground=1
+  shift
+fi
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 run_dir=${1:-$(mktemp -d -t namaskah-loopback.XXXXXX)}
@@ -236,3 +243,13 @@ MAIL_SINKS=$run_dir/mail-1.jsonl:$run_dir/mail-2.jsonl
 REDIS_PREFIX=$redis_prefix
 EOF
 cat "$run_dir/topology.env"
+
+if [[ -n $wait_in_foreground ]]; then
+  echo "up.sh: running; Ctrl-C stops everything (logs in $run_dir)"
+  trap '"$repo/deploy/loopback/down.sh" "$run_dir"; exit 0' INT TERM
+  while kill -0 "$(cat "$run_dir/server-1.pid")" 2>/dev/null || kill -0 "$(cat "$run_dir/server-2.pid")" 2>/dev/null; do
+    sleep 1
+  done
+  echo "up.sh: both servers have stopped" >&2
+  "$repo/deploy/loopback/down.sh" "$run_dir"
+fi
