@@ -9,6 +9,7 @@ mod m20261126_000004_catalog;
 mod m20261126_000005_verifications;
 mod m20261126_000006_billing;
 mod m20261201_000007_admin;
+mod m20261202_000008_analytics;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_verifications::Migration),
             Box::new(m20261126_000006_billing::Migration),
             Box::new(m20261201_000007_admin::Migration),
+            Box::new(m20261202_000008_analytics::Migration),
         ]
     }
 }

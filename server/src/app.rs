@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use namaskah_proto::v1::admin_service_server::AdminServiceServer;
+use namaskah_proto::v1::analytics_service_server::AnalyticsServiceServer;
 use namaskah_proto::v1::auth_service_server::AuthServiceServer;
 use namaskah_proto::v1::catalog_service_server::CatalogServiceServer;
 use namaskah_proto::v1::sandbox_service_server::SandboxServiceServer;
@@ -22,6 +23,9 @@ use tonic::transport::Server;
 
 use crate::admin::grpc::AdminApi;
 use crate::admin::service::Admin;
+use crate::analytics::events::Tracker;
+use crate::analytics::grpc::AnalyticsApi;
+use crate::analytics::service::Analytics;
 use crate::authn::AuthLayer;
 use crate::billing::grpc::SubscriptionApi;
 use crate::billing::limits::{Limiter, LoginGuard, RateLimitLayer};
@@ -53,6 +57,10 @@ use crate::{mail, pending, store};
 
 /// How often API-key last-use times are written.
 const KEY_USAGE_FLUSH: Duration = Duration::from_secs(15);
+/// How often queued conversion events are written (a crash loses at most this much).
+const ANALYTICS_FLUSH: Duration = Duration::from_secs(1);
+/// How often the analytics rollup job runs (reports add what is newer from the raw tables).
+const ANALYTICS_ROLLUP_INTERVAL: Duration = Duration::from_secs(60);
 /// Largest request message accepted (bytes).
 const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 
@@ -67,6 +75,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub verifications: Arc<Verifications>,
     pub billing: Arc<Billing>,
+    /// Conversion events and the administrators' reports.
+    pub analytics: Arc<Analytics>,
     pub limiter: Arc<Limiter>,
     /// The time billing runs on (tests move it forward).
     pub clock: Arc<crate::clock::Clock>,
@@ -109,11 +119,13 @@ impl Application {
             None => Arc::new(InProcessCache::default()),
         };
         let outbox = mail::Outbox::new(mail::from_config(&config.mail, &config.mail_from)?);
+        let tracker = Tracker::spawn(db.clone(), ANALYTICS_FLUSH);
         let identity = Arc::new(
             Identity::new(
                 db.clone(),
                 Arc::clone(&cache),
                 outbox.clone(),
+                tracker.clone(),
                 IdentitySettings {
                     jwt_secret: config.jwt_secret.clone(),
                     access_token_ttl: config.access_token_ttl,
@@ -148,6 +160,7 @@ impl Application {
             sandbox_gateway,
             config.gateway_rate.clone(),
             config.public_url.clone(),
+            tracker.clone(),
         ));
 
         // The providers, in order of preference. The sandbox provider serves only when no
@@ -215,6 +228,7 @@ impl Application {
             Arc::clone(&identity),
             router,
             feed,
+            tracker.clone(),
             VerificationSettings {
                 ttl: config.verification_ttl,
                 create_wait: config.provider_timeout + Duration::from_secs(5),
@@ -234,17 +248,20 @@ impl Application {
         });
         identity.set_login_guard(Arc::new(LoginGuard::new(Arc::clone(&limiter))));
         let clock = Arc::new(crate::clock::Clock::default());
-        let billing = Arc::new(Billing::new(
-            db.clone(),
-            Arc::clone(&cache),
-            Arc::clone(&identity),
-            outbox.clone(),
-            config.plans.clone(),
-            Arc::clone(&clock),
-            BillingSettings {
-                usage_flush: config.usage_flush,
-            },
-        ));
+        let billing = Arc::new(
+            Billing::new(
+                db.clone(),
+                Arc::clone(&cache),
+                Arc::clone(&identity),
+                outbox.clone(),
+                config.plans.clone(),
+                Arc::clone(&clock),
+                BillingSettings {
+                    usage_flush: config.usage_flush,
+                },
+            )
+            .with_tracker(tracker.clone()),
+        );
 
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
@@ -276,6 +293,7 @@ impl Application {
             sandbox = config.sandbox,
             "storage ready"
         );
+        let analytics = Arc::new(Analytics::new(db.clone(), tracker));
         Ok(Self {
             state: AppState {
                 db,
@@ -286,6 +304,7 @@ impl Application {
                 catalog,
                 verifications,
                 billing,
+                analytics,
                 limiter,
                 clock,
                 telemetry,
@@ -345,6 +364,12 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let auth = AuthServiceServer::new(AuthApi::new(Arc::clone(&state.identity)))
             .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let admin = Arc::new(Admin::new(
+            state.db.clone(),
+            Arc::clone(&state.identity),
+            Arc::clone(&state.catalog),
+            Arc::clone(&state.verifications),
+        ));
         let routes = Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -374,15 +399,17 @@ impl Application {
                 SubscriptionServiceServer::new(SubscriptionApi::new(Arc::clone(&state.billing)))
                     .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
-            .add_service(pending::PendingAnalytics)
+            .add_service(
+                AnalyticsServiceServer::new(AnalyticsApi::new(
+                    Arc::clone(&state.analytics),
+                    Arc::clone(&admin),
+                    config.rate_limits.trusted_proxies.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .add_service(
                 AdminServiceServer::new(AdminApi::new(
-                    Arc::new(Admin::new(
-                        state.db.clone(),
-                        Arc::clone(&state.identity),
-                        Arc::clone(&state.catalog),
-                        Arc::clone(&state.verifications),
-                    )),
+                    admin,
                     config.rate_limits.trusted_proxies.clone(),
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
@@ -531,6 +558,12 @@ impl Application {
             stop_rx.clone(),
         ));
 
+        tasks.spawn(crate::analytics::service::run_rollups(
+            Arc::clone(&state.analytics),
+            ANALYTICS_ROLLUP_INTERVAL,
+            stop_rx.clone(),
+        ));
+
         let identity = Arc::clone(&state.identity);
         let mut flush_stop = stop_rx.clone();
         tasks.spawn(async move {
@@ -595,6 +628,7 @@ impl Application {
             tasks.abort_all();
         }
         state.identity.flush_key_usage().await;
+        state.analytics.tracker().flush().await;
         // Queued Sentry reports go out before the process ends.
         let telemetry = Arc::clone(&state.telemetry);
         let _ = tokio::task::spawn_blocking(move || telemetry.flush(Duration::from_secs(2))).await;

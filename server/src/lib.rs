@@ -4,6 +4,7 @@
 //! Rooms are named after the product (identity, …); each has its handlers (`grpc`), its
 //! rules (`domain`) and its storage (`repo`). The plumbing lives beside them.
 pub mod admin;
+pub mod analytics;
 pub mod app;
 pub mod authn;
 pub mod billing;

@@ -47,12 +47,6 @@ macro_rules! pending_service {
 }
 
 pending_service!(
-    /// Analytics.
-    PendingAnalytics,
-    "namaskah.v1.AnalyticsService",
-    "conversion tracking and analytics"
-);
-pending_service!(
     /// White-label tenants.
     PendingTenant,
     "namaskah.v1.TenantService",

@@ -10,58 +10,6 @@ use sea_orm::ConnectionTrait;
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// An administrator logged in with a TOTP code: its id, email and access token.
-struct AdminSession {
-    id: String,
-    email: String,
-    token: String,
-    /// A token of a password-only login of the same administrator.
-    password_only: String,
-}
-
-async fn admin_session(app: &TestApp) -> AdminSession {
-    let email = unique_email();
-    let profile = namaskah_server::identity::service::create_admin(&app.state.db, &email, PASSWORD)
-        .await
-        .expect("create an administrator");
-    let password_only = app.login(&email).await.access_token;
-    let setup = app
-        .auth()
-        .setup_two_factor(bearer(pb::SetupTwoFactorRequest {}, &password_only))
-        .await
-        .expect("set up 2FA")
-        .into_inner();
-    app.auth()
-        .confirm_two_factor(bearer(
-            pb::ConfirmTwoFactorRequest {
-                code: totp_code_at(&setup.secret, 0),
-            },
-            &password_only,
-        ))
-        .await
-        .expect("confirm 2FA");
-    // The confirming code is spent: the next step's code logs in.
-    let token = app
-        .auth()
-        .login(pb::LoginRequest {
-            email: email.clone(),
-            password: PASSWORD.into(),
-            totp_code: totp_code_at(&setup.secret, 1),
-        })
-        .await
-        .expect("log in with a TOTP code")
-        .into_inner()
-        .tokens
-        .expect("tokens")
-        .access_token;
-    AdminSession {
-        id: format!("users/{}", profile.id),
-        email,
-        token,
-        password_only,
-    }
-}
-
 fn admin(app: &TestApp) -> AdminServiceClient<Channel> {
     AdminServiceClient::new(app.channel.clone())
 }

@@ -21,13 +21,14 @@ use serde_json::{Value, json};
 const PROMPTLY: Duration = Duration::from_secs(20);
 
 /// The services that answer `UNIMPLEMENTED` until their issues land.
-const NOT_YET: [&str; 2] = [
-    "namaskah.v1.AnalyticsService.",
-    "namaskah.v1.TenantService.",
-];
+const NOT_YET: [&str; 1] = ["namaskah.v1.TenantService."];
 
 /// Administrators' RPCs: a customer is refused through every route.
-const ADMIN_ONLY: &str = "namaskah.v1.AdminService.";
+const ADMIN_ONLY: [&str; 2] = [
+    "namaskah.v1.AdminService.",
+    // The reports; TrackEvent is open to everyone.
+    "namaskah.v1.AnalyticsService.Get",
+];
 
 struct Reply {
     status: StatusCode,
@@ -575,10 +576,26 @@ async fn every_json_route_answers() {
     let (routes, problems) = namaskah_edge::json_routes();
     assert!(problems.is_empty(), "{problems:?}");
     let customer = app.signed_in().await.1;
+    // A conversion event, anonymous (a visitor's id) and signed in.
+    for token in [None, Some(customer.as_str())] {
+        partner
+            .ok(
+                M::POST,
+                "/v1/analytics/events:track",
+                Some(json!({"eventName": "pricing_viewed", "properties": {"page": "/pricing"}, "anonymousId": "visitor-7"})),
+                token,
+            )
+            .await;
+    }
+
     let refusals = NOT_YET
         .iter()
         .map(|s| (*s, StatusCode::NOT_IMPLEMENTED, 12, "NOT_IMPLEMENTED"))
-        .chain([(ADMIN_ONLY, StatusCode::FORBIDDEN, 7, "ADMIN_REQUIRED")]);
+        .chain(
+            ADMIN_ONLY
+                .iter()
+                .map(|s| (*s, StatusCode::FORBIDDEN, 7, "ADMIN_REQUIRED")),
+        );
     for (service, status, code, reason) in refusals {
         for route in routes.iter().filter(|r| r.rpc.starts_with(service)) {
             let path = route_path(&route.template);

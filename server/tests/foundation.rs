@@ -179,19 +179,17 @@ async fn every_response_carries_process_time() {
 
 #[tokio::test]
 async fn rooms_not_landed_answer_unimplemented_naming_the_capability() {
-    use namaskah_proto::v1::analytics_service_client::AnalyticsServiceClient;
+    use namaskah_proto::v1::tenant_service_client::TenantServiceClient;
     let app = spawn_app().await;
     let (_, token) = app.signed_in().await;
-    let status = AnalyticsServiceClient::new(app.channel.clone())
-        .get_customer_metrics(bearer(pb::GetCustomerMetricsRequest::default(), &token))
+    let status = TenantServiceClient::new(app.channel.clone())
+        .list_tenants(bearer(pb::ListTenantsRequest::default(), &token))
         .await
-        .expect_err("analytics have not landed");
+        .expect_err("tenants have not landed");
     assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
     assert!(
-        status
-            .message()
-            .contains("AnalyticsService.GetCustomerMetrics")
-            && status.message().contains("analytics"),
+        status.message().contains("TenantService.ListTenants")
+            && status.message().contains("tenants"),
         "{}",
         status.message()
     );

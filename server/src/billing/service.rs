@@ -17,6 +17,8 @@ use super::plans::PlanBook;
 use super::repo::{self, Closing, PeriodTerms};
 use super::usage::Meter;
 use super::{AccountPlans, view};
+use crate::analytics::domain::FunnelStep;
+use crate::analytics::events::Tracker;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::{ApiError, StoreError, Violations};
@@ -110,6 +112,8 @@ pub struct Billing {
     plans: PlanBook,
     clock: Arc<Clock>,
     meter: Meter,
+    /// Funnel steps (the first paid plan).
+    tracker: Tracker,
     settings: Settings,
     /// The account info the limiter just looked up, for the meter to count the call with.
     recent: Vec<Mutex<HashMap<Uuid, AccountInfo>>>,
@@ -144,9 +148,16 @@ impl Billing {
             plans,
             clock,
             meter: Meter::default(),
+            tracker: Tracker::disabled(),
             settings,
             recent: (0..16).map(|_| Mutex::new(HashMap::new())).collect(),
         }
+    }
+
+    /// Records funnel steps (the first paid plan) with `tracker`.
+    pub fn with_tracker(mut self, tracker: Tracker) -> Self {
+        self.tracker = tracker;
+        self
     }
 
     pub fn plans(&self) -> &PlanBook {
@@ -435,6 +446,11 @@ impl Billing {
                 metrics::ledger_entry(EntryKind::SubscriptionFee.as_str(), charged);
             }
             self.changed(user).await;
+            if let Change::Upgrade { .. } = change
+                && sub.plan == Plan::Starter
+            {
+                self.tracker.step(user, FunnelStep::PlanUpgraded, now);
+            }
             tracing::info!(%user, from = sub.plan.as_str(), to = target.as_str(), kind = change.kind(), charged, "plan changed");
             return Ok(response);
         }

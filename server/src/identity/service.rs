@@ -18,6 +18,8 @@ use super::domain::{
 };
 use super::entities::{api_keys, mail_tokens, refresh_tokens, sessions, users};
 use super::repo::{self, MailTokenUse, UserInsert};
+use crate::analytics::domain::FunnelStep;
+use crate::analytics::events::Tracker;
 use crate::billing::limits::LoginGuard;
 use crate::cache::Cache;
 use crate::error::{ApiError, StoreError, Violations};
@@ -145,6 +147,8 @@ pub struct Identity {
     decoy_hash: String,
     /// Slows password guessing per account; set once at start-up (none: no guard).
     login_guard: OnceLock<Arc<LoginGuard>>,
+    /// Funnel steps (registered, email verified).
+    tracker: Tracker,
 }
 
 fn hashing_error(e: impl std::fmt::Display) -> ApiError {
@@ -203,6 +207,7 @@ impl Identity {
         db: DatabaseConnection,
         cache: Arc<dyn Cache>,
         outbox: Outbox,
+        tracker: Tracker,
         settings: IdentitySettings,
     ) -> Result<Self, ApiError> {
         let decoy_hash = hash_password_blocking(&domain::random_token())?;
@@ -217,6 +222,7 @@ impl Identity {
             hashing: Semaphore::new(permits),
             decoy_hash,
             login_guard: OnceLock::new(),
+            tracker,
         })
     }
 
@@ -373,6 +379,8 @@ impl Identity {
                         issue_mail_token(&txn, user.id, VERIFY_EMAIL, VERIFY_EMAIL_TTL).await?;
                     txn.commit().await?;
                     self.send_token_mail(&user, VERIFY_EMAIL, &token);
+                    self.tracker
+                        .step(user.id, FunnelStep::Registered, user.created_at);
                     tracing::info!(user_id = %user.id, "account registered");
                     return Ok(UserProfile::from(&user));
                 }
@@ -447,6 +455,7 @@ impl Identity {
         let user = repo::save_user(&txn, model).await?;
         txn.commit().await?;
         self.forget_user(user.id).await;
+        self.tracker.step(user.id, FunnelStep::EmailVerified, now);
         Ok(UserProfile::from(&user))
     }
 

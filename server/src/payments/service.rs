@@ -21,6 +21,8 @@ use super::entities::payment_logs;
 use super::gateway::{Gateway, GatewayError, Initialize, PaystackEvent, signature_matches};
 use super::repo::{self, Payment, Source};
 use super::sandbox::{Outcome, SandboxGateway};
+use crate::analytics::domain::FunnelStep;
+use crate::analytics::events::Tracker;
 use crate::error::{ApiError, StoreError, Violations};
 use crate::identity::domain::Principal;
 use crate::identity::service::Identity;
@@ -67,6 +69,8 @@ pub struct Payments {
     sandbox: Option<Arc<SandboxGateway>>,
     rate: Rate,
     public_url: url::Url,
+    /// Funnel steps (the first top-up).
+    tracker: Tracker,
 }
 
 fn unavailable(error: &GatewayError) -> ApiError {
@@ -115,6 +119,7 @@ impl Payments {
         sandbox: Option<Arc<SandboxGateway>>,
         rate: Rate,
         public_url: url::Url,
+        tracker: Tracker,
     ) -> Self {
         Self {
             db,
@@ -123,6 +128,7 @@ impl Payments {
             sandbox,
             rate,
             public_url,
+            tracker,
         }
     }
 
@@ -546,6 +552,8 @@ impl Payments {
         txn.commit().await.map_err(StoreError::from)?;
         metrics::topup("credited");
         metrics::topup_credited(CURRENCY, amount);
+        self.tracker
+            .step(payment.user_id, FunnelStep::FirstTopUp, now);
         tracing::info!(reference = %payment.reference, amount, source = source.as_str(), "top-up credited");
         Ok(true)
     }

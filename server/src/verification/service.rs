@@ -21,6 +21,8 @@ use super::domain::{
 use super::feed::{Feed, FeedEvent};
 use super::repo::{self, Message, Row};
 use super::view;
+use crate::analytics::domain::FunnelStep;
+use crate::analytics::events::Tracker;
 use crate::catalog::domain::{country_ref, service_ref};
 use crate::catalog::service::Catalog;
 use crate::convert::timestamp;
@@ -180,6 +182,8 @@ pub struct Verifications {
     identity: Arc<Identity>,
     router: Arc<Router>,
     feed: Arc<Feed>,
+    /// Funnel steps (the first verification, the first completed one).
+    tracker: Tracker,
     settings: Settings,
 }
 
@@ -294,6 +298,7 @@ impl Verifications {
         identity: Arc<Identity>,
         router: Arc<Router>,
         feed: Arc<Feed>,
+        tracker: Tracker,
         settings: Settings,
     ) -> Self {
         Self {
@@ -302,6 +307,7 @@ impl Verifications {
             identity,
             router,
             feed,
+            tracker,
             settings,
         }
     }
@@ -478,6 +484,7 @@ impl Verifications {
         txn.commit().await.map_err(StoreError::from)?;
         metrics::verification(&service, Status::Pending.as_str());
         metrics::ledger_entry(EntryKind::VerificationHold.as_str(), quote.price);
+        self.tracker.step(user, FunnelStep::FirstVerification, now);
         self.feed.publish(vec![published]).await;
 
         // Ask the providers in a task of its own, so that a caller who hangs up does not
@@ -591,6 +598,13 @@ impl Verifications {
                     txn.commit().await.map_err(StoreError::from)?;
                     if let Some(to) = to {
                         metrics::verification(&view.row.service, to.as_str());
+                    }
+                    if money == Some(Money::Capture) {
+                        self.tracker.step(
+                            view.row.user_id,
+                            FunnelStep::FirstCompletedVerification,
+                            now,
+                        );
                     }
                     if let Some(money) = money {
                         let kind = match money {

@@ -622,3 +622,55 @@ pub fn timestamp_in(offset_ms: i64) -> prost_types::Timestamp {
         nanos: t.timestamp_subsec_nanos() as i32,
     }
 }
+
+/// An administrator logged in with a TOTP code: its id, email and access token.
+pub struct AdminSession {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+    /// A token of a password-only login of the same administrator.
+    pub password_only: String,
+}
+
+pub async fn admin_session(app: &TestApp) -> AdminSession {
+    let email = unique_email();
+    let profile = namaskah_server::identity::service::create_admin(&app.state.db, &email, PASSWORD)
+        .await
+        .expect("create an administrator");
+    let password_only = app.login(&email).await.access_token;
+    let setup = app
+        .auth()
+        .setup_two_factor(bearer(pb::SetupTwoFactorRequest {}, &password_only))
+        .await
+        .expect("set up 2FA")
+        .into_inner();
+    app.auth()
+        .confirm_two_factor(bearer(
+            pb::ConfirmTwoFactorRequest {
+                code: totp_code_at(&setup.secret, 0),
+            },
+            &password_only,
+        ))
+        .await
+        .expect("confirm 2FA");
+    // The confirming code is spent: the next step's code logs in.
+    let token = app
+        .auth()
+        .login(pb::LoginRequest {
+            email: email.clone(),
+            password: PASSWORD.into(),
+            totp_code: totp_code_at(&setup.secret, 1),
+        })
+        .await
+        .expect("log in with a TOTP code")
+        .into_inner()
+        .tokens
+        .expect("tokens")
+        .access_token;
+    AdminSession {
+        id: format!("users/{}", profile.id),
+        email,
+        token,
+        password_only,
+    }
+}

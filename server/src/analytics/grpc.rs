@@ -1,0 +1,285 @@
+//! `AnalyticsService` handlers: admit the caller, decode, call the room, encode.
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use namaskah_proto::v1 as pb;
+use namaskah_proto::v1::analytics_service_server::AnalyticsService;
+use tonic::{Request, Response, Status};
+
+use super::domain::{FunnelStep, Granularity, RevenueFigures};
+use super::service::{self, Analytics, TrackInput};
+use crate::admin::service::{Admin, Caller};
+use crate::authn::{caller, optional_caller};
+use crate::convert::usd;
+use crate::error::ApiError;
+
+pub struct AnalyticsApi {
+    analytics: Arc<Analytics>,
+    admin: Arc<Admin>,
+    trusted_proxies: Vec<IpAddr>,
+}
+
+impl AnalyticsApi {
+    pub fn new(analytics: Arc<Analytics>, admin: Arc<Admin>, trusted_proxies: Vec<IpAddr>) -> Self {
+        Self {
+            analytics,
+            admin,
+            trusted_proxies,
+        }
+    }
+
+    /// Lets only an administrator with a TOTP-verified session through (auditing anyone
+    /// else's attempt).
+    async fn admit<T>(&self, request: &Request<T>, method: &'static str) -> Result<(), Status> {
+        let principal = caller(request)?.clone();
+        let headers = request.metadata().clone().into_headers();
+        let peer = request.remote_addr().map(|a| a.ip());
+        let client_address =
+            crate::billing::limits::client_address(peer, &headers, &self.trusted_proxies)
+                .map(|ip| ip.to_string());
+        self.admin
+            .admit(
+                &Caller {
+                    principal,
+                    client_address,
+                },
+                method,
+                "analytics",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// A proto `Date` as a day; none when unset, an error when impossible.
+fn date(field: &'static str, value: Option<&pb::Date>) -> Result<Option<NaiveDate>, ApiError> {
+    let Some(d) = value else {
+        return Ok(None);
+    };
+    let day = (1970..=9999)
+        .contains(&d.year)
+        .then(|| {
+            NaiveDate::from_ymd_opt(
+                d.year,
+                u32::try_from(d.month).ok()?,
+                u32::try_from(d.day).ok()?,
+            )
+        })
+        .flatten();
+    day.map(Some).ok_or_else(|| ApiError::InvalidField {
+        reason: "INVALID_DATE_RANGE",
+        field,
+        description: format!("{}-{}-{} is not a date", d.year, d.month, d.day),
+    })
+}
+
+fn proto_date(day: NaiveDate) -> pb::Date {
+    use chrono::Datelike;
+    pb::Date {
+        year: day.year(),
+        month: day.month() as i32,
+        day: day.day() as i32,
+    }
+}
+
+fn granularity(value: i32) -> Result<Granularity, ApiError> {
+    match pb::TimeGranularity::try_from(value) {
+        Ok(pb::TimeGranularity::Unspecified | pb::TimeGranularity::Day) => Ok(Granularity::Day),
+        Ok(pb::TimeGranularity::Week) => Ok(Granularity::Week),
+        Ok(pb::TimeGranularity::Month) => Ok(Granularity::Month),
+        Err(_) => Err(ApiError::InvalidField {
+            reason: "INVALID_GRANULARITY",
+            field: "granularity",
+            description: format!("{value} is not a granularity (DAY, WEEK or MONTH)"),
+        }),
+    }
+}
+
+/// The tenant a report is scoped to. Until white-label tenants land, the platform is the
+/// only tenant (`tenants/default`, or unset).
+fn check_tenant(tenant: &str) -> Result<(), ApiError> {
+    let tenant = tenant.trim();
+    if tenant.is_empty() || tenant == "tenants/default" {
+        return Ok(());
+    }
+    match tenant.strip_prefix("tenants/") {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Err(ApiError::NotFound {
+                reason: "TENANT_NOT_FOUND",
+                message: format!("no tenant is named {tenant}"),
+            })
+        }
+        _ => Err(ApiError::invalid(
+            "tenant",
+            "must be a tenant's name, tenants/{tenant_id}",
+        )),
+    }
+}
+
+fn figures(f: &RevenueFigures) -> pb::RevenueFigures {
+    pb::RevenueFigures {
+        top_ups: Some(usd(f.top_ups)),
+        verification_revenue: Some(usd(f.verification_revenue)),
+        refunds: Some(usd(f.refunds)),
+        subscription_revenue: Some(usd(f.subscription_revenue)),
+        overage_revenue: Some(usd(f.overage_revenue)),
+        net_revenue: Some(usd(f.net_revenue)),
+        reseller_margin: Some(usd(f.reseller_margin)),
+        completed_verifications: f.completed_verifications,
+    }
+}
+
+fn step(step: FunnelStep) -> pb::FunnelStep {
+    match step {
+        FunnelStep::Registered => pb::FunnelStep::Registered,
+        FunnelStep::EmailVerified => pb::FunnelStep::EmailVerified,
+        FunnelStep::FirstTopUp => pb::FunnelStep::FirstTopUp,
+        FunnelStep::FirstVerification => pb::FunnelStep::FirstVerification,
+        FunnelStep::FirstCompletedVerification => pb::FunnelStep::FirstCompletedVerification,
+        FunnelStep::PlanUpgraded => pb::FunnelStep::PlanUpgraded,
+    }
+}
+
+#[tonic::async_trait]
+impl AnalyticsService for AnalyticsApi {
+    async fn track_event(
+        &self,
+        request: Request<pb::TrackEventRequest>,
+    ) -> Result<Response<pb::TrackEventResponse>, Status> {
+        let user = optional_caller(&request).map(|p| p.user_id);
+        let r = request.into_inner();
+        let at = match r.event_time {
+            Some(t) => Some(
+                chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                    .ok_or_else(|| ApiError::invalid("event_time", "is not a valid time"))?,
+            ),
+            None => None,
+        };
+        self.analytics.track(
+            user,
+            TrackInput {
+                name: r.event_name,
+                properties: r.properties.into_iter().collect(),
+                at,
+                anonymous_id: r.anonymous_id,
+                request_id: r.request_id,
+            },
+        )?;
+        Ok(Response::new(pb::TrackEventResponse {}))
+    }
+
+    async fn get_revenue_analytics(
+        &self,
+        request: Request<pb::GetRevenueAnalyticsRequest>,
+    ) -> Result<Response<pb::GetRevenueAnalyticsResponse>, Status> {
+        self.admit(&request, service::GET_REVENUE_ANALYTICS).await?;
+        let r = request.get_ref();
+        let granularity = granularity(r.granularity)?;
+        let range = self.analytics.range(
+            date("start_date", r.start_date.as_ref())?,
+            date("end_date", r.end_date.as_ref())?,
+            granularity,
+        )?;
+        check_tenant(&r.tenant)?;
+        let report = self.analytics.revenue(&range, granularity).await?;
+        Ok(Response::new(pb::GetRevenueAnalyticsResponse {
+            buckets: report
+                .buckets
+                .iter()
+                .map(|b| pb::RevenueBucket {
+                    start_date: Some(proto_date(b.range.start)),
+                    end_date: Some(proto_date(b.range.end)),
+                    figures: Some(figures(&b.figures)),
+                    net_revenue_growth: b.net_revenue_growth,
+                })
+                .collect(),
+            total: Some(figures(&report.total)),
+            previous_period_total: Some(figures(&report.previous)),
+            net_revenue_growth: report.net_revenue_growth,
+        }))
+    }
+
+    async fn get_conversion_funnel(
+        &self,
+        request: Request<pb::GetConversionFunnelRequest>,
+    ) -> Result<Response<pb::GetConversionFunnelResponse>, Status> {
+        self.admit(&request, service::GET_CONVERSION_FUNNEL).await?;
+        let r = request.get_ref();
+        let range = self.analytics.range(
+            date("start_date", r.start_date.as_ref())?,
+            date("end_date", r.end_date.as_ref())?,
+            Granularity::Day,
+        )?;
+        check_tenant(&r.tenant)?;
+        let funnel = self.analytics.funnel(&range).await?;
+        Ok(Response::new(pb::GetConversionFunnelResponse {
+            cohort_size: funnel.cohort,
+            stages: funnel
+                .stages
+                .iter()
+                .map(|s| pb::FunnelStage {
+                    step: step(s.step) as i32,
+                    customers: s.customers,
+                    conversion_from_previous: s.from_previous,
+                    conversion_from_start: s.from_start,
+                    median_time_from_previous: s.median_from_previous.map(|d| {
+                        prost_types::Duration {
+                            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                            nanos: d.subsec_nanos() as i32,
+                        }
+                    }),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_customer_metrics(
+        &self,
+        request: Request<pb::GetCustomerMetricsRequest>,
+    ) -> Result<Response<pb::GetCustomerMetricsResponse>, Status> {
+        self.admit(&request, service::GET_CUSTOMER_METRICS).await?;
+        let r = request.get_ref();
+        let range = self.analytics.range(
+            date("start_date", r.start_date.as_ref())?,
+            date("end_date", r.end_date.as_ref())?,
+            Granularity::Day,
+        )?;
+        check_tenant(&r.tenant)?;
+        let report = self.analytics.customers(&range).await?;
+        let a = &report.activity;
+        Ok(Response::new(pb::GetCustomerMetricsResponse {
+            total_customers: a.total_customers,
+            new_customers: a.new_customers,
+            new_customer_growth: super::domain::growth(a.new_customers, a.previous_new_customers),
+            active_customers: a.active,
+            active_customer_growth: super::domain::growth(a.active, a.previous_active),
+            daily_active_customers: a.daily_active,
+            weekly_active_customers: a.weekly_active,
+            monthly_active_customers: a.monthly_active,
+            paying_customers: a.paying,
+            average_revenue_per_user: Some(usd(report.value.average_revenue_per_user)),
+            churn_rate: report.value.churn_rate,
+            customer_lifetime_value: report.value.lifetime_value.map(usd),
+            success_rates: report
+                .success_rates
+                .into_iter()
+                .map(|s| pb::VerificationSuccessRate {
+                    service: format!("services/{}", s.service),
+                    country: format!("countries/{}", s.country),
+                    completed: s.completed,
+                    expired: s.expired,
+                    failed: s.failed,
+                    cancelled: s.cancelled,
+                    success_rate: s.rate,
+                })
+                .collect(),
+        }))
+    }
+}
