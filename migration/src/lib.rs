@@ -10,6 +10,7 @@ mod m20261126_000005_verifications;
 mod m20261126_000006_billing;
 mod m20261201_000007_admin;
 mod m20261202_000008_analytics;
+mod m20261202_000009_users_role;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_billing::Migration),
             Box::new(m20261201_000007_admin::Migration),
             Box::new(m20261202_000008_analytics::Migration),
+            Box::new(m20261202_000009_users_role::Migration),
         ]
     }
 }

@@ -32,7 +32,9 @@ const METRIC_OF_ENTRY: &str = "CASE e.kind \
 /// and month, behind an index).
 const ROLLED_KINDS: &str = "('top_up', 'verification_capture', 'verification_refund')";
 const DATED_KINDS: &str = "('subscription_fee', 'overage_charge')";
-const CUSTOMERS: &str = "(SELECT id FROM users WHERE role = 'customer')";
+/// Everyone who is not a customer (administrators): a handful of ids, so `NOT IN` them is a
+/// hashed look-up, where `IN` the customers would build a hash of every account per query.
+const NOT_CUSTOMERS: &str = "(SELECT id FROM users WHERE role <> 'customer')";
 
 /// A statement under construction for one backend: placeholders are numbered as they are
 /// bound.
@@ -68,13 +70,9 @@ impl Sql {
         }
     }
 
-    /// Seconds from timestamp `a` to timestamp `b`, as a double.
+    /// Seconds from timestamp `a` to timestamp `b`, as a double (PostgreSQL).
     fn seconds_between(&self, a: &str, b: &str) -> String {
-        match self.backend {
-            DbBackend::Postgres => format!("EXTRACT(EPOCH FROM ({b} - {a}))::float8"),
-            // julianday() is a double of days: good to well under a millisecond today.
-            _ => format!("ROUND((julianday({b}) - julianday({a})) * 86400.0, 3)"),
-        }
+        format!("EXTRACT(EPOCH FROM ({b} - {a}))::float8")
     }
 
     fn statement(self, sql: String) -> Statement {
@@ -148,7 +146,7 @@ pub async fn roll_up(
          SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
          FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id AND l.amount > 0 \
          WHERE e.kind IN {ROLLED_KINDS} AND e.created_at >= {a} AND e.created_at < {b} \
-           AND e.user_id IN {CUSTOMERS} \
+           AND e.user_id NOT IN {NOT_CUSTOMERS} \
          GROUP BY 1, 2 \
          ON CONFLICT (day, metric) DO UPDATE SET \
            amount = analytics_revenue_daily.amount + excluded.amount, \
@@ -175,7 +173,7 @@ pub async fn roll_up(
          SELECT {day}, service, country, status, CAST(COUNT(*) AS BIGINT) FROM verifications \
          WHERE ended_at >= {a} AND ended_at < {b} \
            AND status IN ('completed', 'expired', 'failed', 'cancelled') \
-           AND user_id IN {CUSTOMERS} \
+           AND user_id NOT IN {NOT_CUSTOMERS} \
          GROUP BY 1, 2, 3, 4 \
          ON CONFLICT (day, service, country, status) DO UPDATE SET \
            verifications = analytics_outcomes_daily.verifications + excluded.verifications",
@@ -242,7 +240,7 @@ pub async fn daily_revenue(
             "SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
              FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id AND l.amount > 0 \
              WHERE e.kind IN {kinds} AND e.created_at >= {a} AND e.created_at < {b} \
-               AND e.user_id IN {CUSTOMERS} \
+               AND e.user_id NOT IN {NOT_CUSTOMERS} \
              GROUP BY 1, 2",
             day = q.day("e.created_at"),
         );
@@ -315,7 +313,7 @@ pub async fn activity(
              SELECT {day} AS day, user_id FROM verifications \
                WHERE created_at >= {tail_from} AND created_at < {tail_until} \
            ) a \
-           WHERE user_id IN {CUSTOMERS} \
+           WHERE user_id NOT IN {NOT_CUSTOMERS} \
            GROUP BY user_id \
          ) u",
         day = q.day("created_at"),
@@ -344,7 +342,7 @@ pub async fn paying_customers(
     let sql = format!(
         "SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) FROM journal_entries \
          WHERE kind IN ('verification_capture', 'subscription_fee', 'overage_charge') \
-           AND created_at >= {a} AND created_at < {b} AND user_id IN {CUSTOMERS}"
+           AND created_at >= {a} AND created_at < {b} AND user_id NOT IN {NOT_CUSTOMERS}"
     );
     let row = conn
         .query_one_raw(q.statement(sql))
@@ -394,7 +392,7 @@ pub async fn outcomes(
             "SELECT service, country, status, CAST(COUNT(*) AS BIGINT) FROM verifications \
              WHERE ended_at >= {a} AND ended_at < {b} \
                AND status IN ('completed', 'expired', 'failed', 'cancelled') \
-               AND user_id IN {CUSTOMERS} \
+               AND user_id NOT IN {NOT_CUSTOMERS} \
              GROUP BY service, country, status"
         );
         add(conn.query_all_raw(q.statement(sql)).await?)?;
@@ -402,69 +400,104 @@ pub async fn outcomes(
     Ok(out)
 }
 
-/// The funnel of the customers who registered in the range: how many reached each step.
-pub async fn funnel_counts(
+/// The funnel of the customers who registered in the range: how many reached each step, and
+/// the median seconds from each step to the next over those who reached both in that order.
+pub async fn funnel(
     conn: &impl ConnectionTrait,
     range: &DateRange,
-) -> Result<BTreeMap<FunnelStep, i64>, StoreError> {
+) -> Result<Vec<(FunnelStep, i64, Option<f64>)>, StoreError> {
     let mut q = Sql::new(conn);
     let (a, b) = (q.bind(range.from()), q.bind(range.until()));
-    let sql = format!(
-        "SELECT f.step, CAST(COUNT(*) AS BIGINT) FROM funnel_progress r \
+    let columns: Vec<String> = FunnelStep::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            format!(
+                "MAX(CASE WHEN f.step = '{}' THEN f.reached_at END) AS s{i}",
+                step.as_str()
+            )
+        })
+        .collect();
+    // One row per customer of the cohort, with the time of each step (or NULL).
+    let cohort = format!(
+        "SELECT {} FROM funnel_progress r \
          JOIN funnel_progress f ON f.user_id = r.user_id \
          WHERE r.step = 'registered' AND r.reached_at >= {a} AND r.reached_at < {b} \
-           AND r.user_id IN {CUSTOMERS} \
-         GROUP BY f.step"
+           AND r.user_id NOT IN {NOT_CUSTOMERS} \
+         GROUP BY r.user_id",
+        columns.join(", ")
     );
-    let mut counts = BTreeMap::new();
-    for row in conn.query_all_raw(q.statement(sql)).await? {
-        let step: String = get(&row, 0)?;
-        if let Some(step) = FunnelStep::parse(&step) {
-            counts.insert(step, get(&row, 1)?);
-        }
-    }
-    Ok(counts)
-}
-
-/// The median seconds from `before` to `after` over the cohort's customers who reached both,
-/// in that order. PostgreSQL computes it; SQLite hands the durations over.
-pub async fn median_seconds(
-    conn: &impl ConnectionTrait,
-    range: &DateRange,
-    before: FunnelStep,
-    after: FunnelStep,
-) -> Result<Option<f64>, StoreError> {
-    let mut q = Sql::new(conn);
-    let (a, b) = (q.bind(range.from()), q.bind(range.until()));
-    let (s1, s2) = (q.bind(before.as_str()), q.bind(after.as_str()));
-    let seconds = q.seconds_between("p.reached_at", "f.reached_at");
-    let from = format!(
-        "FROM funnel_progress r \
-         JOIN funnel_progress p ON p.user_id = r.user_id AND p.step = {s1} \
-         JOIN funnel_progress f ON f.user_id = r.user_id AND f.step = {s2} \
-         WHERE r.step = 'registered' AND r.reached_at >= {a} AND r.reached_at < {b} \
-           AND f.reached_at >= p.reached_at AND r.user_id IN {CUSTOMERS}"
-    );
+    let steps = FunnelStep::ALL.len();
     if q.backend == DbBackend::Postgres {
-        let sql = format!("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {seconds}) {from}");
-        let row = conn.query_one_raw(q.statement(sql)).await?;
-        return Ok(match row {
-            Some(row) => get::<Option<f64>>(&row, 0)?,
-            None => None,
-        });
+        let mut figures: Vec<String> = (0..steps).map(|i| format!("COUNT(s{i})")).collect();
+        for i in 1..steps {
+            figures.push(format!(
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY {}) FILTER (WHERE s{i} >= s{})",
+                q.seconds_between(&format!("s{}", i - 1), &format!("s{i}")),
+                i - 1
+            ));
+        }
+        let sql = format!("SELECT {} FROM ({cohort}) c", figures.join(", "));
+        let row = conn
+            .query_one_raw(q.statement(sql))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("funnel".to_owned()))?;
+        let mut out = Vec::with_capacity(steps);
+        for (i, step) in FunnelStep::ALL.into_iter().enumerate() {
+            let count: i64 = get(&row, i)?;
+            let median = if i == 0 {
+                None
+            } else {
+                get::<Option<f64>>(&row, steps + i - 1)?
+            };
+            out.push((step, count, median));
+        }
+        return Ok(out);
     }
-    let sql = format!("SELECT {seconds} {from}");
-    let mut values = Vec::new();
+    // SQLite has no percentile: the cohort's times come over and the medians are taken here.
+    let sql = format!(
+        "SELECT {} FROM ({cohort}) c",
+        (0..steps)
+            .map(|i| format!("julianday(s{i})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut times: Vec<Vec<Option<f64>>> = Vec::new();
     for row in conn.query_all_raw(q.statement(sql)).await? {
-        values.push(get::<f64>(&row, 0)?);
+        let mut customer = Vec::with_capacity(steps);
+        for i in 0..steps {
+            customer.push(get::<Option<f64>>(&row, i)?);
+        }
+        times.push(customer);
     }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Ok(match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    })
+    let mut out = Vec::with_capacity(steps);
+    for (i, step) in FunnelStep::ALL.into_iter().enumerate() {
+        let count = times.iter().filter(|t| t[i].is_some()).count() as i64;
+        let median = (i > 0)
+            .then(|| {
+                let mut gaps: Vec<f64> = times
+                    .iter()
+                    .filter_map(|t| match (t[i - 1], t[i]) {
+                        // Days to seconds, to the millisecond (a double of days is good to
+                        // well under one).
+                        (Some(before), Some(after)) if after >= before => {
+                            Some(((after - before) * 86_400_000.0).round() / 1_000.0)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                gaps.sort_by(f64::total_cmp);
+                let n = gaps.len();
+                match n {
+                    0 => None,
+                    _ if n % 2 == 1 => Some(gaps[n / 2]),
+                    _ => Some((gaps[n / 2 - 1] + gaps[n / 2]) / 2.0),
+                }
+            })
+            .flatten();
+        out.push((step, count, median));
+    }
+    Ok(out)
 }
 
 /// When `user` reached each step (tests and the admin's user view).

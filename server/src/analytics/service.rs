@@ -139,26 +139,19 @@ impl Analytics {
     }
 
     pub async fn funnel(&self, range: &DateRange) -> Result<Funnel, ApiError> {
-        let counts = repo::funnel_counts(&self.db, range).await?;
-        let cohort = counts.get(&FunnelStep::Registered).copied().unwrap_or(0);
-        let mut stages: Vec<Stage> = Vec::with_capacity(FunnelStep::ALL.len());
-        let mut previous: Option<(FunnelStep, i64)> = None;
-        for step in FunnelStep::ALL {
-            let customers = counts.get(&step).copied().unwrap_or(0);
-            let median_from_previous = match previous {
-                Some((before, _)) => repo::median_seconds(&self.db, range, before, step)
-                    .await?
-                    .map(seconds_to_duration),
-                None => None,
-            };
+        let figures = repo::funnel(&self.db, range).await?;
+        let cohort = figures.first().map_or(0, |(_, n, _)| *n);
+        let mut stages: Vec<Stage> = Vec::with_capacity(figures.len());
+        let mut previous: Option<i64> = None;
+        for (step, customers, median) in figures {
             stages.push(Stage {
                 step,
                 customers,
-                from_previous: previous.and_then(|(_, n)| domain::ratio(customers, n)),
+                from_previous: previous.and_then(|n| domain::ratio(customers, n)),
                 from_start: domain::ratio(customers, cohort),
-                median_from_previous,
+                median_from_previous: median.map(seconds_to_duration),
             });
-            previous = Some((step, customers));
+            previous = Some(customers);
         }
         Ok(Funnel { cohort, stages })
     }
