@@ -7,6 +7,7 @@
 //! [`ledger`] (the one scenario that drives the database instead of the gRPC server), and
 //! [`verifications`] (buying, reading and watching verifications from funded accounts).
 
+pub mod analytics_data;
 pub mod cli;
 pub mod duration;
 pub mod ledger;
