@@ -35,24 +35,34 @@ impl AdminApi {
         method: &'static str,
         target: &str,
     ) -> Result<Actor, Status> {
-        let principal = caller(request)?.clone();
-        let headers = request.metadata().clone().into_headers();
-        let peer = request.remote_addr().map(|a| a.ip());
-        let client_address =
-            crate::billing::limits::client_address(peer, &headers, &self.trusted_proxies)
-                .map(|ip| ip.to_string());
-        Ok(self
-            .admin
-            .admit(
-                &Caller {
-                    principal,
-                    client_address,
-                },
-                method,
-                target,
-            )
-            .await?)
+        admit(&self.admin, &self.trusted_proxies, request, method, target).await
     }
+}
+
+/// Admits the caller of `method` on `target` if it is an administrator with a TOTP-verified
+/// session (auditing a refusal): every administrators' RPC, of any service, comes here.
+pub async fn admit<T>(
+    admin: &Admin,
+    trusted_proxies: &[IpAddr],
+    request: &Request<T>,
+    method: &'static str,
+    target: &str,
+) -> Result<Actor, Status> {
+    let principal = caller(request)?.clone();
+    let headers = request.metadata().clone().into_headers();
+    let peer = request.remote_addr().map(|a| a.ip());
+    let client_address = crate::billing::limits::client_address(peer, &headers, trusted_proxies)
+        .map(|ip| ip.to_string());
+    Ok(admin
+        .admit(
+            &Caller {
+                principal,
+                client_address,
+            },
+            method,
+            target,
+        )
+        .await?)
 }
 
 fn user_account(account: Account) -> pb::UserAccount {

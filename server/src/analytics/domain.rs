@@ -292,10 +292,6 @@ impl DateRange {
         start_of(self.end + Days::new(1))
     }
 
-    pub fn contains(&self, day: NaiveDate) -> bool {
-        self.start <= day && day <= self.end
-    }
-
     /// The smallest range holding both.
     pub fn union(&self, other: &Self) -> Self {
         Self {
@@ -343,19 +339,16 @@ pub fn ratio(part: i64, whole: i64) -> Option<f64> {
     (whole != 0).then(|| part as f64 / whole as f64)
 }
 
-/// The median of `values` (the mean of the middle two for an even count); none when empty.
-pub fn median(mut values: Vec<i64>) -> Option<i64> {
-    if values.is_empty() {
-        return None;
+/// The median of `values` (the mean of the middle two for an even count, as PostgreSQL's
+/// `percentile_cont(0.5)`); none when empty.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
-    values.sort_unstable();
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        // Halves round towards the later value; no overflow for any two i64.
-        values[mid - 1] + (values[mid] - values[mid - 1] + 1).div_euclid(2)
-    })
 }
 
 /// `numerator ÷ denominator` to the nearest integer, halves away from zero (money).
@@ -699,10 +692,10 @@ mod tests {
         assert_eq!(ratio(1, 4), Some(0.25));
         assert_eq!(ratio(1, 0), None);
         assert_eq!(median(vec![]), None);
-        assert_eq!(median(vec![5]), Some(5));
-        assert_eq!(median(vec![9, 1, 5]), Some(5));
-        assert_eq!(median(vec![4, 1, 2, 3]), Some(3)); // (2 + 3) / 2, half up
-        assert_eq!(median(vec![10, 20]), Some(15));
+        assert_eq!(median(vec![5.0]), Some(5.0));
+        assert_eq!(median(vec![9.0, 1.0, 5.0]), Some(5.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5)); // (2 + 3) / 2
+        assert_eq!(median(vec![10.0, 20.0]), Some(15.0));
         assert_eq!(div_round(10, 4), 3); // 2.5 → 3
         assert_eq!(div_round(-10, 4), -3);
         assert_eq!(div_round(9, 4), 2);

@@ -9,8 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::domain::{FunnelStep, Granularity, RevenueFigures};
 use super::service::{self, Analytics, TrackInput};
-use crate::admin::service::{Admin, Caller};
-use crate::authn::{caller, optional_caller};
+use crate::admin::service::Admin;
+use crate::authn::optional_caller;
 use crate::convert::usd;
 use crate::error::ApiError;
 
@@ -32,22 +32,14 @@ impl AnalyticsApi {
     /// Lets only an administrator with a TOTP-verified session through (auditing anyone
     /// else's attempt).
     async fn admit<T>(&self, request: &Request<T>, method: &'static str) -> Result<(), Status> {
-        let principal = caller(request)?.clone();
-        let headers = request.metadata().clone().into_headers();
-        let peer = request.remote_addr().map(|a| a.ip());
-        let client_address =
-            crate::billing::limits::client_address(peer, &headers, &self.trusted_proxies)
-                .map(|ip| ip.to_string());
-        self.admin
-            .admit(
-                &Caller {
-                    principal,
-                    client_address,
-                },
-                method,
-                "analytics",
-            )
-            .await?;
+        crate::admin::grpc::admit(
+            &self.admin,
+            &self.trusted_proxies,
+            request,
+            method,
+            "analytics",
+        )
+        .await?;
         Ok(())
     }
 }

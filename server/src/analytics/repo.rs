@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::domain::{Daily, DateRange, FunnelStep, Metric, day_key, parse_day_key};
+use super::domain::{Daily, DateRange, FunnelStep, Metric, day_key, median, parse_day_key};
 use super::entities::analytics_rollups;
 use crate::error::StoreError;
 
@@ -475,24 +475,19 @@ pub async fn funnel(
         let count = times.iter().filter(|t| t[i].is_some()).count() as i64;
         let median = (i > 0)
             .then(|| {
-                let mut gaps: Vec<f64> = times
-                    .iter()
-                    .filter_map(|t| match (t[i - 1], t[i]) {
-                        // Days to seconds, to the millisecond (a double of days is good to
-                        // well under one).
-                        (Some(before), Some(after)) if after >= before => {
-                            Some(((after - before) * 86_400_000.0).round() / 1_000.0)
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                gaps.sort_by(f64::total_cmp);
-                let n = gaps.len();
-                match n {
-                    0 => None,
-                    _ if n % 2 == 1 => Some(gaps[n / 2]),
-                    _ => Some((gaps[n / 2 - 1] + gaps[n / 2]) / 2.0),
-                }
+                median(
+                    times
+                        .iter()
+                        .filter_map(|t| match (t[i - 1], t[i]) {
+                            // Days to seconds, to the millisecond (a double of days is good
+                            // to well under one).
+                            (Some(before), Some(after)) if after >= before => {
+                                Some(((after - before) * 86_400_000.0).round() / 1_000.0)
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                )
             })
             .flatten();
         out.push((step, count, median));
@@ -500,7 +495,7 @@ pub async fn funnel(
     Ok(out)
 }
 
-/// When `user` reached each step (tests and the admin's user view).
+/// When `user` reached each step.
 pub async fn steps_of(
     conn: &impl ConnectionTrait,
     user: Uuid,
