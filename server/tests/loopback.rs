@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, bearer, token_in, unique_email, usd};
+use common::{PASSWORD, bearer, status_of, token_in, unique_email, usd};
 use namaskah_proto::v1 as pb;
 use namaskah_proto::v1::auth_service_client::AuthServiceClient;
 use namaskah_proto::v1::sandbox_service_client::SandboxServiceClient;
@@ -281,10 +281,6 @@ impl Topology {
     async fn scalar(&self, sql: &str) -> i64 {
         common::scalar(&self.db, sql).await
     }
-}
-
-fn status_of(v: &pb::Verification) -> pb::VerificationStatus {
-    pb::VerificationStatus::try_from(v.status).unwrap()
 }
 
 fn is_terminal(status: pb::VerificationStatus) -> bool {
