@@ -265,6 +265,7 @@ async fn create_customers(
                 totp_pending_secret: None,
                 totp_enabled: false,
                 totp_last_step: None,
+                tenant_id: None,
                 created_at: now,
                 updated_at: now,
             };

@@ -19,6 +19,7 @@ use crate::limit::BodyLimit;
 use crate::reply::{Protocol, refuse};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -152,10 +153,17 @@ fn is_rpc_path(path: &str) -> bool {
 
 /// The request as the upstream should see it: HTTP/2, no hop-by-hop headers, `te:
 /// trailers`, and the caller's address appended to `x-forwarded-for` (the upstream limits
-/// unauthenticated calls per client address, and would otherwise see only the edge's).
-/// Scheme and authority are set by the channel.
+/// unauthenticated calls per client address, and would otherwise see only the edge's), and
+/// the host the caller asked for in `x-forwarded-host` (it picks the white-label storefront of
+/// callers without credentials). Scheme and authority are set by the channel.
 fn for_upstream(mut request: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
     *request.version_mut() = Version::HTTP_2;
+    let asked_host = request.headers().get(HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -163,6 +171,11 @@ fn for_upstream(mut request: http::Request<tonic::body::Body>) -> http::Request<
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     headers.insert(TE, HeaderValue::from_static("trailers"));
+    if let Some(host) = asked_host
+        && !headers.contains_key(&X_FORWARDED_HOST)
+    {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
     if let Some(peer) = peer
         && let Ok(value) = HeaderValue::from_str(&forwarded_for(headers, peer))
     {
@@ -236,5 +249,28 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["x-api-key"], "nsk_test");
+    }
+
+    #[test]
+    fn passes_the_asked_host_on() {
+        let request = http::Request::builder()
+            .uri("/namaskah.v1.TenantService/GetBranding")
+            .header(HOST, "sms.acme.test")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        let forwarded = for_upstream(request);
+        assert_eq!(forwarded.headers()[&X_FORWARDED_HOST], "sms.acme.test");
+        assert!(forwarded.headers().get(HOST).is_none());
+        // One already set by a proxy in front is kept.
+        let request = http::Request::builder()
+            .uri("/namaskah.v1.TenantService/GetBranding")
+            .header(HOST, "edge.internal")
+            .header("x-forwarded-host", "sms.acme.test")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        assert_eq!(
+            for_upstream(request).headers()[&X_FORWARDED_HOST],
+            "sms.acme.test"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod m20261126_000006_billing;
 mod m20261201_000007_admin;
 mod m20261202_000008_analytics;
 mod m20261202_000009_users_role;
+mod m20261202_000010_tenants;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_admin::Migration),
             Box::new(m20261202_000008_analytics::Migration),
             Box::new(m20261202_000009_users_role::Migration),
+            Box::new(m20261202_000010_tenants::Migration),
         ]
     }
 }

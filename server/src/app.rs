@@ -12,6 +12,7 @@ use namaskah_proto::v1::auth_service_server::AuthServiceServer;
 use namaskah_proto::v1::catalog_service_server::CatalogServiceServer;
 use namaskah_proto::v1::sandbox_service_server::SandboxServiceServer;
 use namaskah_proto::v1::subscription_service_server::SubscriptionServiceServer;
+use namaskah_proto::v1::tenant_service_server::TenantServiceServer;
 use namaskah_proto::v1::verification_service_server::VerificationServiceServer;
 use namaskah_proto::v1::wallet_service_server::WalletServiceServer;
 use namaskah_proto::v1::webhook_service_server::WebhookServiceServer;
@@ -49,11 +50,13 @@ use crate::providers::router::Router;
 use crate::providers::sandbox::SandboxProvider;
 use crate::providers::textverified::TextVerified;
 use crate::telemetry::{Telemetry, TelemetryLayer};
+use crate::tenant::grpc::TenantApi;
+use crate::tenant::service::{TenantSettings, Tenants};
 use crate::verification::feed::Feed;
 use crate::verification::grpc::VerificationApi;
 use crate::verification::service::{Settings as VerificationSettings, Verifications};
 use crate::wallet::grpc::WalletApi;
-use crate::{mail, pending, store};
+use crate::{mail, store};
 
 /// How often API-key last-use times are written.
 const KEY_USAGE_FLUSH: Duration = Duration::from_secs(15);
@@ -203,6 +206,7 @@ impl Application {
             Arc::clone(&router) as Arc<dyn Inventory>,
             config.plans.clone(),
         ));
+        identity.set_brands(Arc::clone(&catalog) as Arc<dyn crate::identity::service::Brands>);
         let seeded = catalog
             .seed()
             .await
@@ -403,18 +407,36 @@ impl Application {
                 AnalyticsServiceServer::new(AnalyticsApi::new(
                     Arc::clone(&state.analytics),
                     Arc::clone(&admin),
+                    Arc::clone(&state.identity),
+                    Arc::clone(&state.catalog),
                     config.rate_limits.trusted_proxies.clone(),
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 AdminServiceServer::new(AdminApi::new(
-                    admin,
+                    Arc::clone(&admin),
                     config.rate_limits.trusted_proxies.clone(),
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
-            .add_service(pending::PendingTenant)
+            .add_service(
+                TenantServiceServer::new(TenantApi::new(
+                    Arc::new(Tenants::new(
+                        state.db.clone(),
+                        Arc::clone(&state.identity),
+                        Arc::clone(&state.catalog),
+                        Arc::clone(&admin),
+                        TenantSettings {
+                            max_markup_bp: config.tenant_max_markup_bp,
+                            platform_hosts: config.platform_hosts.clone(),
+                            platform_website: config.public_url.as_str().to_owned(),
+                        },
+                    )),
+                    config.rate_limits.trusted_proxies.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
             .add_service(
                 SandboxServiceServer::new(SandboxApi::new(
                     Arc::clone(&state.payments),
@@ -439,7 +461,10 @@ impl Application {
 
         let layers = tower::ServiceBuilder::new()
             .layer(TelemetryLayer::new(Arc::clone(&state.telemetry)))
-            .layer(AuthLayer::new(Arc::clone(&state.identity)))
+            .layer(AuthLayer::new(
+                Arc::clone(&state.identity),
+                Arc::clone(&state.catalog),
+            ))
             .layer(RateLimitLayer::new(
                 Arc::clone(&state.limiter),
                 Arc::clone(&state.billing) as Arc<dyn crate::billing::AccountPlans>,

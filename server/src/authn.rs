@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use tonic::{Request, Status};
 use tower::{Layer, Service};
 
+use crate::catalog::service::Catalog;
 use crate::error::ApiError;
 use crate::identity::domain::Principal;
 use crate::identity::service::{Identity, Presented};
@@ -39,6 +40,10 @@ const PUBLIC_SERVICES: &[&str] = &[
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
+
+fn path_is_health(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+}
 
 pub fn is_public(path: &str) -> bool {
     PUBLIC_METHODS.contains(&path) || PUBLIC_SERVICES.iter().any(|s| path.starts_with(s))
@@ -90,14 +95,59 @@ pub fn optional_caller<T>(request: &Request<T>) -> Option<&Principal> {
     request.extensions().get::<Principal>()
 }
 
+/// The tenant whose storefront a request is in, established by [`AuthLayer`]: the
+/// account's tenant when credentials were sent, else the tenant of the host name the
+/// request was sent to. `None`: the platform's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Storefront(pub Option<uuid::Uuid>);
+
+/// The host name a request was sent to (lowercase, without port), when it is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHost(pub String);
+
+/// The request's storefront (see [`Storefront`]).
+pub fn storefront<T>(request: &Request<T>) -> Option<uuid::Uuid> {
+    request
+        .extensions()
+        .get::<Storefront>()
+        .and_then(|store| store.0)
+}
+
+/// The host name the request was sent to, if it is a host name.
+pub fn request_host<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .extensions()
+        .get::<RequestHost>()
+        .map(|host| host.0.as_str())
+}
+
+/// The host a request names: `x-forwarded-host` (set by the edge and by nginx, which see
+/// the browser's `Host`), else `:authority`/`Host`. Only ever used to pick a storefront for
+/// callers without credentials, who could send any `Host` anyway.
+pub fn host_of<B>(request: &http::Request<B>) -> Option<String> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or_default().trim().to_owned())
+    };
+    let raw = header("x-forwarded-host")
+        .filter(|h| !h.is_empty())
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| header("host"))?;
+    crate::tenant::domain::normalize_host(&raw)
+}
+
 #[derive(Clone)]
 pub struct AuthLayer {
     identity: Arc<Identity>,
+    catalog: Arc<Catalog>,
 }
 
 impl AuthLayer {
-    pub fn new(identity: Arc<Identity>) -> Self {
-        Self { identity }
+    pub fn new(identity: Arc<Identity>, catalog: Arc<Catalog>) -> Self {
+        Self { identity, catalog }
     }
 }
 
@@ -108,6 +158,7 @@ impl<S> Layer<S> for AuthLayer {
         Authenticate {
             inner,
             identity: Arc::clone(&self.identity),
+            catalog: Arc::clone(&self.catalog),
         }
     }
 }
@@ -116,6 +167,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticate<S> {
     inner: S,
     identity: Arc<Identity>,
+    catalog: Arc<Catalog>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -140,6 +192,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let identity = Arc::clone(&self.identity);
+        let catalog = Arc::clone(&self.catalog);
         Box::pin(async move {
             let public = is_public(request.uri().path());
             let outcome = match presented(request.headers()) {
@@ -157,6 +210,22 @@ where
                 )),
                 Err(error) => Err(error),
             };
+            let host = host_of(&request);
+            let account_tenant = match &outcome {
+                Ok(Some(principal)) => Some(principal.tenant),
+                _ => None,
+            };
+            let store = if outcome.is_ok() {
+                catalog.storefront(account_tenant, host.as_deref()).await
+            } else {
+                Ok(None)
+            };
+            let store = match store {
+                Ok(store) => store,
+                // Health checks answer whatever the catalog's state.
+                Err(_) if path_is_health(request.uri().path()) => None,
+                Err(error) => return Ok(error.into_status().into_http()),
+            };
             match outcome {
                 Ok(Some(principal)) => {
                     crate::telemetry::authenticated(request.extensions(), principal.user_id);
@@ -164,6 +233,10 @@ where
                 }
                 Ok(None) => {}
                 Err(error) => return Ok(error.into_status().into_http()),
+            }
+            request.extensions_mut().insert(Storefront(store));
+            if let Some(host) = host {
+                request.extensions_mut().insert(RequestHost(host));
             }
             inner.call(request).await
         })

@@ -142,6 +142,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Base URL of the web app; mailed links point here.
     pub public_url: url::Url,
+    /// The highest markup a white-label tenant may set, in basis points
+    /// (`NAMASKAH_TENANT_MAX_MARKUP_BP`, default 30000: +300 %).
+    pub tenant_max_markup_bp: u32,
+    /// The platform's own host names, which no tenant may claim: the public URL's host and
+    /// `NAMASKAH_PLATFORM_HOSTS` (comma-separated).
+    pub platform_hosts: Vec<String>,
     pub mail: MailConfig,
     pub mail_from: String,
     pub textverified: Option<TextVerifiedConfig>,
@@ -282,6 +288,42 @@ impl Config {
                 "DATABASE_URL",
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
+        }
+        let public_url = r.url("NAMASKAH_PUBLIC_URL", "http://localhost:8080")?;
+        let tenant_max_markup_bp = match r.get("NAMASKAH_TENANT_MAX_MARKUP_BP") {
+            None => 30_000,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|bp| *bp <= 100_000)
+                .ok_or_else(|| {
+                    bad(
+                        "NAMASKAH_TENANT_MAX_MARKUP_BP",
+                        format!("`{v}` is not a number of basis points from 0 to 100000"),
+                    )
+                })?,
+        };
+        let mut platform_hosts: Vec<String> = public_url
+            .host_str()
+            .and_then(crate::tenant::domain::normalize_host)
+            .into_iter()
+            .collect();
+        for raw in r
+            .get("NAMASKAH_PLATFORM_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
+            let host = crate::tenant::domain::normalize_host(raw).ok_or_else(|| {
+                bad(
+                    "NAMASKAH_PLATFORM_HOSTS",
+                    format!("`{raw}` is not a host name like namaskah.app"),
+                )
+            })?;
+            if !platform_hosts.contains(&host) {
+                platform_hosts.push(host);
+            }
         }
         let database_max_connections = match r.get("NAMASKAH_DATABASE_MAX_CONNECTIONS") {
             None => 20,
@@ -530,7 +572,9 @@ impl Config {
             access_token_ttl,
             refresh_token_ttl,
             shutdown_timeout: r.duration("NAMASKAH_SHUTDOWN_TIMEOUT", "8s")?,
-            public_url: r.url("NAMASKAH_PUBLIC_URL", "http://localhost:8080")?,
+            tenant_max_markup_bp,
+            platform_hosts,
+            public_url,
             mail,
             mail_from: r
                 .get("NAMASKAH_MAIL_FROM")

@@ -18,10 +18,10 @@ pub mod identity;
 pub mod mail;
 pub mod paging;
 pub mod payments;
-pub mod pending;
 pub mod providers;
 pub mod store;
 pub mod telemetry;
+pub mod tenant;
 pub mod verification;
 pub mod wallet;
 

@@ -18,6 +18,10 @@ pub struct Mail {
     pub to: String,
     pub subject: String,
     pub text: String,
+    /// The display name it comes from (a tenant's mail sender name); `None`: the
+    /// configured `NAMASKAH_MAIL_FROM` as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_name: Option<String>,
 }
 
 /// Mail delivery failed.
@@ -91,8 +95,12 @@ impl Mailer for SmtpMailer {
             .to
             .parse()
             .map_err(|e| MailError(format!("recipient: {e}")))?;
+        let from = match &mail.from_name {
+            Some(name) => Mailbox::new(Some(name.clone()), self.from.email.clone()),
+            None => self.from.clone(),
+        };
         let message = lettre::Message::builder()
-            .from(self.from.clone())
+            .from(from)
             .to(to)
             .subject(mail.subject.clone())
             .message_id(None)

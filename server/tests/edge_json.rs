@@ -21,7 +21,52 @@ use serde_json::{Value, json};
 const PROMPTLY: Duration = Duration::from_secs(20);
 
 /// The services that answer `UNIMPLEMENTED` until their issues land.
-const NOT_YET: [&str; 1] = ["namaskah.v1.TenantService."];
+/// What a customer (no tenant's owner) gets from the tenant routes filled with `x`: the
+/// administrators' RPCs refuse it, the others find `tenants/x` malformed.
+const TENANT_REFUSALS: [(&str, StatusCode, i64, &str); 7] = [
+    (
+        "namaskah.v1.TenantService.CreateTenant",
+        StatusCode::FORBIDDEN,
+        7,
+        "ADMIN_REQUIRED",
+    ),
+    (
+        "namaskah.v1.TenantService.SuspendTenant",
+        StatusCode::FORBIDDEN,
+        7,
+        "ADMIN_REQUIRED",
+    ),
+    (
+        "namaskah.v1.TenantService.ReactivateTenant",
+        StatusCode::FORBIDDEN,
+        7,
+        "ADMIN_REQUIRED",
+    ),
+    (
+        "namaskah.v1.TenantService.GetTenant",
+        StatusCode::BAD_REQUEST,
+        3,
+        "INVALID_ARGUMENT",
+    ),
+    (
+        "namaskah.v1.TenantService.UpdateTenant",
+        StatusCode::BAD_REQUEST,
+        3,
+        "INVALID_ARGUMENT",
+    ),
+    (
+        "namaskah.v1.TenantService.ListTenantPrices",
+        StatusCode::BAD_REQUEST,
+        3,
+        "INVALID_ARGUMENT",
+    ),
+    (
+        "namaskah.v1.TenantService.SetTenantPrice",
+        StatusCode::BAD_REQUEST,
+        3,
+        "INVALID_ARGUMENT",
+    ),
+];
 
 /// Administrators' RPCs: a customer is refused through every route.
 const ADMIN_ONLY: [&str; 2] = [
@@ -571,8 +616,8 @@ async fn every_json_route_answers() {
         )
         .await;
 
-    // A customer, through every route: the services still to come answer 501, the
-    // administrators' RPCs 403, each with its reason.
+    // A customer, through every route: the administrators' RPCs answer 403, each with its
+    // reason; a customer lists no tenants, and anyone reads the branding.
     let (routes, problems) = namaskah_edge::json_routes();
     assert!(problems.is_empty(), "{problems:?}");
     let customer = app.signed_in().await.1;
@@ -588,14 +633,19 @@ async fn every_json_route_answers() {
             .await;
     }
 
-    let refusals = NOT_YET
-        .iter()
-        .map(|s| (*s, StatusCode::NOT_IMPLEMENTED, 12, "NOT_IMPLEMENTED"))
-        .chain(
-            ADMIN_ONLY
-                .iter()
-                .map(|s| (*s, StatusCode::FORBIDDEN, 7, "ADMIN_REQUIRED")),
-        );
+    let tenants = partner
+        .ok(M::GET, "/v1/tenants", None, Some(&customer))
+        .await;
+    assert_eq!(tenants["tenants"], json!(null), "{tenants}");
+    for path in ["/v1/branding", "/v1/branding/sms.example.com"] {
+        let branding = partner.ok(M::GET, path, None, None).await;
+        assert_eq!(branding["tenant"], "tenants/default", "{branding}");
+    }
+    let refusals = TENANT_REFUSALS.into_iter().chain(
+        ADMIN_ONLY
+            .iter()
+            .map(|s| (*s, StatusCode::FORBIDDEN, 7, "ADMIN_REQUIRED")),
+    );
     for (service, status, code, reason) in refusals {
         for route in routes.iter().filter(|r| r.rpc.starts_with(service)) {
             let path = route_path(&route.template);

@@ -178,24 +178,6 @@ async fn every_response_carries_process_time() {
 }
 
 #[tokio::test]
-async fn rooms_not_landed_answer_unimplemented_naming_the_capability() {
-    use namaskah_proto::v1::tenant_service_client::TenantServiceClient;
-    let app = spawn_app().await;
-    let (_, token) = app.signed_in().await;
-    let status = TenantServiceClient::new(app.channel.clone())
-        .list_tenants(bearer(pb::ListTenantsRequest::default(), &token))
-        .await
-        .expect_err("tenants have not landed");
-    assert_error(&status, Code::Unimplemented, "NOT_IMPLEMENTED");
-    assert!(
-        status.message().contains("TenantService.ListTenants")
-            && status.message().contains("tenants"),
-        "{}",
-        status.message()
-    );
-}
-
-#[tokio::test]
 async fn every_non_public_service_demands_credentials() {
     use namaskah_proto::v1::wallet_service_client::WalletServiceClient;
     let app = spawn_app().await;

@@ -39,7 +39,7 @@ async fn run(db: &DatabaseConnection, op: Op<'_>) -> Result<Outcome, LedgerError
         Op::Hold(user, amount, reference) => ledger::hold(&txn, user, amount, reference, "hold")
             .await
             .map(Outcome::Posted),
-        Op::Capture(reference) => ledger::capture(&txn, reference, "sms")
+        Op::Capture(reference) => ledger::capture(&txn, reference, "sms", None)
             .await
             .map(Outcome::Settled),
         Op::Release(reference) => ledger::release(&txn, reference, "expired")

@@ -52,7 +52,9 @@ async fn balance_and_transactions_follow_the_ledger() {
         txn.commit().await.unwrap();
     }
     let txn = db.begin().await.unwrap();
-    ledger::capture(&txn, "v-1", "code arrived").await.unwrap();
+    ledger::capture(&txn, "v-1", "code arrived", None)
+        .await
+        .unwrap();
     ledger::release(&txn, "v-2", "expired").await.unwrap();
     ledger::adjust(&txn, user, -100, "adj:1", "duplicate top-up")
         .await

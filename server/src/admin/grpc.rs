@@ -73,7 +73,7 @@ fn user_account(account: Account) -> pb::UserAccount {
         } else {
             pb::UserStatus::Active
         } as i32,
-        tenant: "tenants/default".to_owned(),
+        tenant: account.tenant.clone(),
         balance: money(account.balance),
         held: money(account.held),
         verification_count: i64::try_from(account.verification_count).unwrap_or(i64::MAX),

@@ -79,6 +79,8 @@ pub struct UserFilter {
     pub email_pattern: Option<String>,
     pub plan: Option<&'static str>,
     pub status: Option<&'static str>,
+    /// `Some(None)`: the platform's own customers; `Some(Some(id))`: a tenant's.
+    pub tenant: Option<Option<Uuid>>,
 }
 
 /// Accounts newest first (ids are time-ordered), at most `limit + 1`.
@@ -99,6 +101,11 @@ pub async fn users(
     }
     if let Some(status) = filter.status {
         query = query.filter(users::Column::Status.eq(status));
+    }
+    match filter.tenant {
+        None => {}
+        Some(None) => query = query.filter(users::Column::TenantId.is_null()),
+        Some(Some(tenant)) => query = query.filter(users::Column::TenantId.eq(tenant)),
     }
     if let Some(before) = before {
         query = query.filter(users::Column::Id.lt(before));

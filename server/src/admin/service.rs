@@ -101,6 +101,8 @@ impl Draft {
 /// An account as administrators see it.
 pub struct Account {
     pub profile: UserProfile,
+    /// `tenants/{id}` of the account's tenant (`tenants/default`: the platform's).
+    pub tenant: String,
     pub balance: i64,
     pub held: i64,
     pub verification_count: u64,
@@ -290,6 +292,38 @@ impl Admin {
         }
     }
 
+    /// Appends the audit entry of `actor`'s successful `method` on `target` in the caller's
+    /// transaction (for other rooms' administrators' RPCs, such as the tenants').
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit_in(
+        &self,
+        txn: &DatabaseTransaction,
+        actor: &Actor,
+        method: &'static str,
+        target: &str,
+        request_id: &str,
+        reason: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> Result<(), ApiError> {
+        let draft = Draft::for_actor(actor, method, target).with_request(request_id);
+        repo::append(txn, draft.entry(Outcome::Succeeded, reason, before, after)).await?;
+        Ok(())
+    }
+
+    /// Audits `actor`'s failed `method` on `target` (not internal errors), and hands the
+    /// result back.
+    pub async fn audit_failure<T>(
+        &self,
+        actor: &Actor,
+        method: &'static str,
+        target: &str,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.failed(&Draft::for_actor(actor, method, target), result)
+            .await
+    }
+
     /// Records a denied or failed attempt. Best effort: the caller's answer is the error
     /// itself, and an audit store that cannot take it is logged loudly.
     async fn audit_refusal(&self, draft: &Draft, outcome: Outcome, reason: &str) {
@@ -318,8 +352,16 @@ impl Admin {
         let verification_count = repo::verification_count(conn, user.id).await?;
         let last_active = repo::last_active(conn, user.id).await?;
         let suspension = repo::suspension(conn, user.id).await?;
+        let tenant = match user.tenant_id {
+            None => crate::tenant::domain::DEFAULT_TENANT.to_owned(),
+            Some(id) => match self.catalog.current().await?.tenant(id) {
+                Some((_, entry)) => entry.slug.clone(),
+                None => id.to_string(),
+            },
+        };
         Ok(Account {
             profile: UserProfile::from(&user),
+            tenant: format!("tenants/{tenant}"),
             balance,
             held,
             verification_count,
@@ -345,15 +387,20 @@ impl Admin {
                 "must be at most 320 characters",
             ));
         }
-        // Tenants arrive with the enterprise issue: today every account is the platform's.
-        let tenant_matches = match query.tenant {
-            "" | "tenants/default" => true,
-            t if t.starts_with("tenants/") && t.len() > "tenants/".len() => false,
-            _ => {
-                return Err(ApiError::invalid(
-                    "tenant",
-                    "must be a resource name like tenants/{tenant_id}",
-                ));
+        // `Some(None)`: the platform's own customers; `Some(Some(id))`: a tenant's; `None`:
+        // everyone. A tenant that does not exist has no customers.
+        let tenant: Option<Option<Uuid>> = match query.tenant {
+            "" => None,
+            name => {
+                let slug = crate::tenant::domain::parse_name("tenant", name)?;
+                if slug == crate::tenant::domain::DEFAULT_TENANT {
+                    Some(None)
+                } else {
+                    match self.catalog.current().await?.tenant_by_slug(&slug) {
+                        Some((_, entry)) => Some(Some(entry.id)),
+                        None => return Ok((Vec::new(), String::new())),
+                    }
+                }
             }
         };
         let scope = format!(
@@ -366,13 +413,11 @@ impl Admin {
             query.tenant,
         );
         let before = crate::paging::decode(page_token, &scope)?;
-        if !tenant_matches {
-            return Ok((Vec::new(), String::new()));
-        }
         let filter = UserFilter {
             email_pattern: (!email.is_empty()).then(|| domain::contains_pattern(email)),
             plan: query.plan,
             status: query.status.map(AccountStatus::as_str),
+            tenant,
         };
         let mut rows = repo::users(&self.db, &filter, before, limit).await?;
         let next = if rows.len() as u64 > limit {

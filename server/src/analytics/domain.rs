@@ -372,6 +372,8 @@ pub struct DaySums {
     pub manual_refunds: i64,
     pub subscriptions: i64,
     pub overage: i64,
+    /// White-label tenants' share of the captures (less what refunds took back).
+    pub reseller_margin: i64,
 }
 
 impl DaySums {
@@ -383,6 +385,7 @@ impl DaySums {
         self.manual_refunds += other.manual_refunds;
         self.subscriptions += other.subscriptions;
         self.overage += other.overage;
+        self.reseller_margin += other.reseller_margin;
     }
 
     /// Adds `amount` over `entries` entries of `metric` (the rollup's metric names).
@@ -397,6 +400,7 @@ impl DaySums {
             Metric::ManualRefunds => self.manual_refunds += amount,
             Metric::Subscriptions => self.subscriptions += amount,
             Metric::Overage => self.overage += amount,
+            Metric::ResellerMargin => self.reseller_margin += amount,
         }
     }
 
@@ -409,7 +413,7 @@ impl DaySums {
             subscription_revenue: self.subscriptions,
             overage_revenue: self.overage,
             net_revenue: verification_revenue + self.subscriptions + self.overage,
-            reseller_margin: 0,
+            reseller_margin: self.reseller_margin,
             completed_verifications: self.captured_verifications,
         }
     }
@@ -424,6 +428,8 @@ pub enum Metric {
     ManualRefunds,
     Subscriptions,
     Overage,
+    /// Lines into tenants' margin accounts (never rolled up: read from the ledger).
+    ResellerMargin,
 }
 
 impl Metric {
@@ -435,6 +441,7 @@ impl Metric {
             Metric::ManualRefunds => "manual_refunds",
             Metric::Subscriptions => "subscriptions",
             Metric::Overage => "overage",
+            Metric::ResellerMargin => "reseller_margin",
         }
     }
 
@@ -446,6 +453,7 @@ impl Metric {
             Metric::ManualRefunds,
             Metric::Subscriptions,
             Metric::Overage,
+            Metric::ResellerMargin,
         ]
         .into_iter()
         .find(|m| m.as_str() == text)
@@ -712,6 +720,7 @@ mod tests {
             "manual_refunds",
             "subscriptions",
             "overage",
+            "reseller_margin",
         ] {
             assert_eq!(Metric::parse(m).unwrap().as_str(), m);
         }
@@ -728,8 +737,10 @@ mod tests {
             manual_refunds: 150,
             subscriptions: 1_999,
             overage: 40,
+            reseller_margin: 120,
         };
         let f = sums.figures();
+        assert_eq!(f.reseller_margin, 120);
         assert_eq!(f.verification_revenue, 750);
         assert_eq!(f.refunds, 450);
         assert_eq!(f.net_revenue, 750 + 1_999 + 40);

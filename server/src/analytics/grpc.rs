@@ -8,30 +8,83 @@ use namaskah_proto::v1::analytics_service_server::AnalyticsService;
 use tonic::{Request, Response, Status};
 
 use super::domain::{FunnelStep, Granularity, RevenueFigures};
-use super::service::{self, Analytics, TrackInput};
+use super::service::{self, Analytics, Audience, TrackInput};
 use crate::admin::service::Admin;
 use crate::authn::optional_caller;
+use crate::catalog::service::Catalog;
 use crate::convert::usd;
 use crate::error::ApiError;
+use crate::identity::domain::Role;
+use crate::identity::service::Identity;
 
 pub struct AnalyticsApi {
     analytics: Arc<Analytics>,
     admin: Arc<Admin>,
+    identity: Arc<Identity>,
+    catalog: Arc<Catalog>,
     trusted_proxies: Vec<IpAddr>,
 }
 
 impl AnalyticsApi {
-    pub fn new(analytics: Arc<Analytics>, admin: Arc<Admin>, trusted_proxies: Vec<IpAddr>) -> Self {
+    pub fn new(
+        analytics: Arc<Analytics>,
+        admin: Arc<Admin>,
+        identity: Arc<Identity>,
+        catalog: Arc<Catalog>,
+        trusted_proxies: Vec<IpAddr>,
+    ) -> Self {
         Self {
             analytics,
             admin,
+            identity,
+            catalog,
             trusted_proxies,
         }
     }
 
-    /// Lets only an administrator with a TOTP-verified session through (auditing anyone
-    /// else's attempt).
-    async fn admit<T>(&self, request: &Request<T>, method: &'static str) -> Result<(), Status> {
+    /// Whose figures the caller gets. Administrators (with a TOTP-verified session; anyone
+    /// else's attempt is audited) choose: the whole platform (`tenant` unset), the platform's
+    /// own customers (`tenants/default`) or one tenant's. A tenant's owner always gets its
+    /// own tenant (naming another reads as not found).
+    async fn audience<T>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+        tenant: &str,
+    ) -> Result<Audience, Status> {
+        let principal = crate::authn::caller(request)?;
+        let profile = self.identity.me(principal).await?;
+        let tenant = tenant.trim();
+        let slug = match tenant {
+            "" => None,
+            name => Some(crate::tenant::domain::parse_name("tenant", name)?),
+        };
+        let book = self.catalog.current().await?;
+        if profile.role != Role::Admin.as_str() {
+            let owned: Vec<_> = book
+                .snapshot()
+                .tenants
+                .iter()
+                .filter(|t| t.owner == principal.user_id)
+                .collect();
+            if !owned.is_empty() {
+                let chosen = match &slug {
+                    Some(slug) => owned.iter().find(|t| &t.slug == slug),
+                    None if owned.len() == 1 => owned.first(),
+                    None => {
+                        return Err(ApiError::invalid(
+                            "tenant",
+                            "you own several tenants: name the one to report on",
+                        )
+                        .into());
+                    }
+                };
+                return match chosen {
+                    Some(t) => Ok(Audience::Tenant(Some(t.id))),
+                    None => Err(tenant_not_found(tenant).into()),
+                };
+            }
+        }
         crate::admin::grpc::admit(
             &self.admin,
             &self.trusted_proxies,
@@ -40,7 +93,21 @@ impl AnalyticsApi {
             "analytics",
         )
         .await?;
-        Ok(())
+        match slug.as_deref() {
+            None => Ok(Audience::Platform),
+            Some(crate::tenant::domain::DEFAULT_TENANT) => Ok(Audience::Tenant(None)),
+            Some(slug) => match book.tenant_by_slug(slug) {
+                Some((_, t)) => Ok(Audience::Tenant(Some(t.id))),
+                None => Err(tenant_not_found(tenant).into()),
+            },
+        }
+    }
+}
+
+fn tenant_not_found(tenant: &str) -> ApiError {
+    ApiError::NotFound {
+        reason: "TENANT_NOT_FOUND",
+        message: format!("no tenant is named {tenant}"),
     }
 }
 
@@ -85,33 +152,6 @@ fn granularity(value: i32) -> Result<Granularity, ApiError> {
             field: "granularity",
             description: format!("{value} is not a granularity (DAY, WEEK or MONTH)"),
         }),
-    }
-}
-
-/// The tenant a report is scoped to. Until white-label tenants land, the platform is the
-/// only tenant (`tenants/default`, or unset).
-fn check_tenant(tenant: &str) -> Result<(), ApiError> {
-    let tenant = tenant.trim();
-    if tenant.is_empty() || tenant == "tenants/default" {
-        return Ok(());
-    }
-    match tenant.strip_prefix("tenants/") {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            Err(ApiError::NotFound {
-                reason: "TENANT_NOT_FOUND",
-                message: format!("no tenant is named {tenant}"),
-            })
-        }
-        _ => Err(ApiError::invalid(
-            "tenant",
-            "must be a tenant's name, tenants/{tenant_id}",
-        )),
     }
 }
 
@@ -171,7 +211,13 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetRevenueAnalyticsRequest>,
     ) -> Result<Response<pb::GetRevenueAnalyticsResponse>, Status> {
-        self.admit(&request, service::GET_REVENUE_ANALYTICS).await?;
+        let audience = self
+            .audience(
+                &request,
+                service::GET_REVENUE_ANALYTICS,
+                &request.get_ref().tenant,
+            )
+            .await?;
         let r = request.get_ref();
         let granularity = granularity(r.granularity)?;
         let range = self.analytics.range(
@@ -179,8 +225,10 @@ impl AnalyticsService for AnalyticsApi {
             date("end_date", r.end_date.as_ref())?,
             granularity,
         )?;
-        check_tenant(&r.tenant)?;
-        let report = self.analytics.revenue(&range, granularity).await?;
+        let report = self
+            .analytics
+            .revenue(&range, granularity, audience)
+            .await?;
         Ok(Response::new(pb::GetRevenueAnalyticsResponse {
             buckets: report
                 .buckets
@@ -202,15 +250,20 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetConversionFunnelRequest>,
     ) -> Result<Response<pb::GetConversionFunnelResponse>, Status> {
-        self.admit(&request, service::GET_CONVERSION_FUNNEL).await?;
+        let audience = self
+            .audience(
+                &request,
+                service::GET_CONVERSION_FUNNEL,
+                &request.get_ref().tenant,
+            )
+            .await?;
         let r = request.get_ref();
         let range = self.analytics.range(
             date("start_date", r.start_date.as_ref())?,
             date("end_date", r.end_date.as_ref())?,
             Granularity::Day,
         )?;
-        check_tenant(&r.tenant)?;
-        let funnel = self.analytics.funnel(&range).await?;
+        let funnel = self.analytics.funnel(&range, audience).await?;
         Ok(Response::new(pb::GetConversionFunnelResponse {
             cohort_size: funnel.cohort,
             stages: funnel
@@ -236,15 +289,20 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetCustomerMetricsRequest>,
     ) -> Result<Response<pb::GetCustomerMetricsResponse>, Status> {
-        self.admit(&request, service::GET_CUSTOMER_METRICS).await?;
+        let audience = self
+            .audience(
+                &request,
+                service::GET_CUSTOMER_METRICS,
+                &request.get_ref().tenant,
+            )
+            .await?;
         let r = request.get_ref();
         let range = self.analytics.range(
             date("start_date", r.start_date.as_ref())?,
             date("end_date", r.end_date.as_ref())?,
             Granularity::Day,
         )?;
-        check_tenant(&r.tenant)?;
-        let report = self.analytics.customers(&range).await?;
+        let report = self.analytics.customers(&range, audience).await?;
         let a = &report.activity;
         Ok(Response::new(pb::GetCustomerMetricsResponse {
             total_customers: a.total_customers,

@@ -36,6 +36,23 @@ const DATED_KINDS: &str = "('subscription_fee', 'overage_charge')";
 /// hashed look-up, where `IN` the customers would build a hash of every account per query.
 const NOT_CUSTOMERS: &str = "(SELECT id FROM users WHERE role <> 'customer')";
 
+/// Whose figures a report counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Every customer (administrators never count).
+    Platform,
+    /// One tenant's customers (`None`: the platform's own, `tenants/default`). Its reports
+    /// read the raw tables only: the rollups are the whole platform's.
+    Tenant(Option<Uuid>),
+}
+
+impl Audience {
+    /// Whether the platform's rollups answer for this audience.
+    fn rolled_up(self) -> bool {
+        self == Audience::Platform
+    }
+}
+
 /// A statement under construction for one backend: placeholders are numbered as they are
 /// bound.
 struct Sql {
@@ -73,6 +90,31 @@ impl Sql {
     /// Seconds from timestamp `a` to timestamp `b`, as a double (PostgreSQL).
     fn seconds_between(&self, a: &str, b: &str) -> String {
         format!("EXTRACT(EPOCH FROM ({b} - {a}))::float8")
+    }
+
+    /// The condition that account column `col` is one the report counts.
+    fn counted(&mut self, col: &str, audience: Audience) -> String {
+        match audience {
+            Audience::Platform => format!("{col} NOT IN {NOT_CUSTOMERS}"),
+            Audience::Tenant(Some(tenant)) => {
+                let t = self.bind(tenant);
+                format!(
+                    "{col} IN (SELECT id FROM users WHERE tenant_id = {t} AND role = 'customer')"
+                )
+            }
+            Audience::Tenant(None) => format!(
+                "{col} IN (SELECT id FROM users WHERE tenant_id IS NULL AND role = 'customer')"
+            ),
+        }
+    }
+
+    /// The condition on `users` rows for the audience (the `users` table's own columns).
+    fn users_of(&mut self, audience: Audience) -> String {
+        match audience {
+            Audience::Platform => String::new(),
+            Audience::Tenant(Some(tenant)) => format!(" AND tenant_id = {}", self.bind(tenant)),
+            Audience::Tenant(None) => " AND tenant_id IS NULL".to_owned(),
+        }
     }
 
     fn statement(self, sql: String) -> Statement {
@@ -143,7 +185,7 @@ pub async fn roll_up(
     let (a, b) = (q.bind(from), q.bind(to));
     let sql = format!(
         "INSERT INTO analytics_revenue_daily (day, metric, amount, entries) \
-         SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+         SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(DISTINCT e.id) AS BIGINT) \
          FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id AND l.amount > 0 \
          WHERE e.kind IN {ROLLED_KINDS} AND e.created_at >= {a} AND e.created_at < {b} \
            AND e.user_id NOT IN {NOT_CUSTOMERS} \
@@ -217,18 +259,22 @@ pub async fn daily_revenue(
     conn: &impl ConnectionTrait,
     days: &DateRange,
     upto: DateTime<Utc>,
+    audience: Audience,
 ) -> Result<Daily, StoreError> {
     let mut daily = Daily::new();
 
-    let mut q = Sql::new(conn);
-    let (a, b) = (q.bind(day_key(days.start)), q.bind(day_key(days.end)));
-    let sql = format!(
-        "SELECT day, metric, amount, entries FROM analytics_revenue_daily \
-         WHERE day >= {a} AND day <= {b}"
-    );
-    add_rows(&mut daily, conn.query_all_raw(q.statement(sql)).await?)?;
-
-    let tail_from = upto.max(days.from());
+    let tail_from = if audience.rolled_up() {
+        let mut q = Sql::new(conn);
+        let (a, b) = (q.bind(day_key(days.start)), q.bind(day_key(days.end)));
+        let sql = format!(
+            "SELECT day, metric, amount, entries FROM analytics_revenue_daily \
+             WHERE day >= {a} AND day <= {b}"
+        );
+        add_rows(&mut daily, conn.query_all_raw(q.statement(sql)).await?)?;
+        upto.max(days.from())
+    } else {
+        days.from()
+    };
     let until = days.until();
     for (kinds, from) in [(ROLLED_KINDS, tail_from), (DATED_KINDS, days.from())] {
         if from >= until {
@@ -236,16 +282,41 @@ pub async fn daily_revenue(
         }
         let mut q = Sql::new(conn);
         let (a, b) = (q.bind(from), q.bind(until));
+        let counted = q.counted("e.user_id", audience);
         let sql = format!(
-            "SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+            "SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(DISTINCT e.id) AS BIGINT) \
              FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id AND l.amount > 0 \
              WHERE e.kind IN {kinds} AND e.created_at >= {a} AND e.created_at < {b} \
-               AND e.user_id NOT IN {NOT_CUSTOMERS} \
+               AND {counted} \
              GROUP BY 1, 2",
             day = q.day("e.created_at"),
         );
         add_rows(&mut daily, conn.query_all_raw(q.statement(sql)).await?)?;
     }
+
+    // Tenants' margins, from their margin accounts' lines (a handful of accounts, each line
+    // dated as its entry): captures add, manual refunds take back.
+    let mut q = Sql::new(conn);
+    let (a, b) = (q.bind(days.from()), q.bind(until));
+    let accounts = match audience {
+        Audience::Platform => {
+            "SELECT id FROM ledger_accounts WHERE kind = 'tenant_margin'".to_owned()
+        }
+        Audience::Tenant(Some(tenant)) => {
+            let code = q.bind(crate::wallet::domain::AccountRef::tenant_margin(tenant).code());
+            format!("SELECT id FROM ledger_accounts WHERE code = {code}")
+        }
+        // The platform's own customers earn no reseller anything.
+        Audience::Tenant(None) => "SELECT id FROM ledger_accounts WHERE 1 = 0".to_owned(),
+    };
+    let sql = format!(
+        "SELECT {day}, 'reseller_margin', CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+         FROM journal_lines l \
+         WHERE l.account_id IN ({accounts}) AND l.created_at >= {a} AND l.created_at < {b} \
+         GROUP BY 1",
+        day = q.day("l.created_at"),
+    );
+    add_rows(&mut daily, conn.query_all_raw(q.statement(sql)).await?)?;
     Ok(daily)
 }
 
@@ -254,17 +325,19 @@ pub async fn customer_counts(
     conn: &impl ConnectionTrait,
     range: &DateRange,
     previous: &DateRange,
+    audience: Audience,
 ) -> Result<(i64, i64, i64), StoreError> {
     let mut q = Sql::new(conn);
     let end = q.bind(range.until());
     let start = q.bind(range.from());
     let prev = q.bind(previous.from());
+    let tenant = q.users_of(audience);
     let sql = format!(
         "SELECT \
            CAST(COALESCE(SUM(CASE WHEN created_at < {end} THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN created_at >= {start} AND created_at < {end} THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN created_at >= {prev} AND created_at < {start} THEN 1 ELSE 0 END), 0) AS BIGINT) \
-         FROM users WHERE role = 'customer'"
+         FROM users WHERE role = 'customer'{tenant}"
     );
     let row = conn
         .query_one_raw(q.statement(sql))
@@ -280,6 +353,7 @@ pub async fn activity(
     range: &DateRange,
     previous: &DateRange,
     upto: DateTime<Utc>,
+    audience: Audience,
 ) -> Result<[i64; 6], StoreError> {
     let week = range.trailing(7);
     let month = range.trailing(30);
@@ -291,9 +365,19 @@ pub async fn activity(
         q.bind(day_key(previous.end)),
     );
     let (ws, ms) = (q.bind(day_key(week.start)), q.bind(day_key(month.start)));
-    let (lo, hi) = (q.bind(day_key(window.start)), q.bind(day_key(window.end)));
-    let tail_from = q.bind(upto.max(window.from()));
+    let (rolled, tail_from) = if audience.rolled_up() {
+        let (lo, hi) = (q.bind(day_key(window.start)), q.bind(day_key(window.end)));
+        (
+            format!(
+                "SELECT day, user_id FROM analytics_active_days WHERE day >= {lo} AND day <= {hi} UNION ALL "
+            ),
+            q.bind(upto.max(window.from())),
+        )
+    } else {
+        (String::new(), q.bind(window.from()))
+    };
     let tail_until = q.bind(window.until());
+    let counted = q.counted("user_id", audience);
     let sql = format!(
         "SELECT \
            CAST(COALESCE(SUM(r), 0) AS BIGINT), CAST(COALESCE(SUM(p), 0) AS BIGINT), \
@@ -308,12 +392,11 @@ pub async fn activity(
              MAX(CASE WHEN day >= {ws} AND day <= {re} THEN 1 ELSE 0 END) AS d7, \
              MAX(CASE WHEN day >= {ms} AND day <= {re} THEN 1 ELSE 0 END) AS d30 \
            FROM ( \
-             SELECT day, user_id FROM analytics_active_days WHERE day >= {lo} AND day <= {hi} \
-             UNION ALL \
+             {rolled}\
              SELECT {day} AS day, user_id FROM verifications \
                WHERE created_at >= {tail_from} AND created_at < {tail_until} \
            ) a \
-           WHERE user_id NOT IN {NOT_CUSTOMERS} \
+           WHERE {counted} \
            GROUP BY user_id \
          ) u",
         day = q.day("created_at"),
@@ -336,13 +419,15 @@ pub async fn activity(
 pub async fn paying_customers(
     conn: &impl ConnectionTrait,
     range: &DateRange,
+    audience: Audience,
 ) -> Result<i64, StoreError> {
     let mut q = Sql::new(conn);
     let (a, b) = (q.bind(range.from()), q.bind(range.until()));
+    let counted = q.counted("user_id", audience);
     let sql = format!(
         "SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) FROM journal_entries \
          WHERE kind IN ('verification_capture', 'subscription_fee', 'overage_charge') \
-           AND created_at >= {a} AND created_at < {b} AND user_id NOT IN {NOT_CUSTOMERS}"
+           AND created_at >= {a} AND created_at < {b} AND {counted}"
     );
     let row = conn
         .query_one_raw(q.statement(sql))
@@ -359,6 +444,7 @@ pub async fn outcomes(
     conn: &impl ConnectionTrait,
     range: &DateRange,
     upto: DateTime<Utc>,
+    audience: Audience,
 ) -> Result<Outcomes, StoreError> {
     let mut out = Outcomes::new();
     let mut add = |rows: Vec<sea_orm::QueryResult>| -> Result<(), StoreError> {
@@ -375,24 +461,28 @@ pub async fn outcomes(
         Ok(())
     };
 
-    let mut q = Sql::new(conn);
-    let (a, b) = (q.bind(day_key(range.start)), q.bind(day_key(range.end)));
-    let sql = format!(
-        "SELECT service, country, status, CAST(SUM(verifications) AS BIGINT) \
-         FROM analytics_outcomes_daily WHERE day >= {a} AND day <= {b} \
-         GROUP BY service, country, status"
-    );
-    add(conn.query_all_raw(q.statement(sql)).await?)?;
-
-    let from = upto.max(range.from());
+    let from = if audience.rolled_up() {
+        let mut q = Sql::new(conn);
+        let (a, b) = (q.bind(day_key(range.start)), q.bind(day_key(range.end)));
+        let sql = format!(
+            "SELECT service, country, status, CAST(SUM(verifications) AS BIGINT) \
+             FROM analytics_outcomes_daily WHERE day >= {a} AND day <= {b} \
+             GROUP BY service, country, status"
+        );
+        add(conn.query_all_raw(q.statement(sql)).await?)?;
+        upto.max(range.from())
+    } else {
+        range.from()
+    };
     if from < range.until() {
         let mut q = Sql::new(conn);
         let (a, b) = (q.bind(from), q.bind(range.until()));
+        let counted = q.counted("user_id", audience);
         let sql = format!(
             "SELECT service, country, status, CAST(COUNT(*) AS BIGINT) FROM verifications \
              WHERE ended_at >= {a} AND ended_at < {b} \
                AND status IN ('completed', 'expired', 'failed', 'cancelled') \
-               AND user_id NOT IN {NOT_CUSTOMERS} \
+               AND {counted} \
              GROUP BY service, country, status"
         );
         add(conn.query_all_raw(q.statement(sql)).await?)?;
@@ -405,9 +495,11 @@ pub async fn outcomes(
 pub async fn funnel(
     conn: &impl ConnectionTrait,
     range: &DateRange,
+    audience: Audience,
 ) -> Result<Vec<(FunnelStep, i64, Option<f64>)>, StoreError> {
     let mut q = Sql::new(conn);
     let (a, b) = (q.bind(range.from()), q.bind(range.until()));
+    let counted = q.counted("r.user_id", audience);
     let columns: Vec<String> = FunnelStep::ALL
         .iter()
         .enumerate()
@@ -423,7 +515,7 @@ pub async fn funnel(
         "SELECT {} FROM funnel_progress r \
          JOIN funnel_progress f ON f.user_id = r.user_id \
          WHERE r.step = 'registered' AND r.reached_at >= {a} AND r.reached_at < {b} \
-           AND r.user_id NOT IN {NOT_CUSTOMERS} \
+           AND {counted} \
          GROUP BY r.user_id",
         columns.join(", ")
     );

@@ -11,6 +11,7 @@ use super::domain::{
     self, Activity, CustomerValue, DateRange, FunnelStep, Granularity, RevenueReport,
 };
 use super::events::{ClientEvent, Event, Tracker};
+pub use super::repo::Audience;
 use super::repo::{self, DAILY};
 use crate::error::{ApiError, StoreError};
 
@@ -131,15 +132,16 @@ impl Analytics {
         &self,
         range: &DateRange,
         granularity: Granularity,
+        audience: Audience,
     ) -> Result<RevenueReport, ApiError> {
         let days = domain::revenue_days(range, granularity);
         let upto = repo::rollup_upto(&self.db, DAILY).await?;
-        let daily = repo::daily_revenue(&self.db, &days, upto).await?;
+        let daily = repo::daily_revenue(&self.db, &days, upto, audience).await?;
         Ok(domain::revenue_report(&daily, range, granularity))
     }
 
-    pub async fn funnel(&self, range: &DateRange) -> Result<Funnel, ApiError> {
-        let figures = repo::funnel(&self.db, range).await?;
+    pub async fn funnel(&self, range: &DateRange, audience: Audience) -> Result<Funnel, ApiError> {
+        let figures = repo::funnel(&self.db, range, audience).await?;
         let cohort = figures.first().map_or(0, |(_, n, _)| *n);
         let mut stages: Vec<Stage> = Vec::with_capacity(figures.len());
         let mut previous: Option<i64> = None;
@@ -156,14 +158,19 @@ impl Analytics {
         Ok(Funnel { cohort, stages })
     }
 
-    pub async fn customers(&self, range: &DateRange) -> Result<CustomerReport, ApiError> {
+    pub async fn customers(
+        &self,
+        range: &DateRange,
+        audience: Audience,
+    ) -> Result<CustomerReport, ApiError> {
         let previous = range.previous();
         let upto = repo::rollup_upto(&self.db, DAILY).await?;
-        let (total, new, previous_new) = repo::customer_counts(&self.db, range, &previous).await?;
+        let (total, new, previous_new) =
+            repo::customer_counts(&self.db, range, &previous, audience).await?;
         let [active, previous_active, churned, daily, weekly, monthly] =
-            repo::activity(&self.db, range, &previous, upto).await?;
-        let paying = repo::paying_customers(&self.db, range).await?;
-        let daily_revenue = repo::daily_revenue(&self.db, range, upto).await?;
+            repo::activity(&self.db, range, &previous, upto, audience).await?;
+        let paying = repo::paying_customers(&self.db, range, audience).await?;
+        let daily_revenue = repo::daily_revenue(&self.db, range, upto, audience).await?;
         let net = domain::total(&daily_revenue, range).figures().net_revenue;
         let activity = Activity {
             total_customers: total,
@@ -179,7 +186,7 @@ impl Analytics {
         };
         let value = domain::customer_value(net, &activity);
 
-        let mut success_rates: Vec<SuccessRate> = repo::outcomes(&self.db, range, upto)
+        let mut success_rates: Vec<SuccessRate> = repo::outcomes(&self.db, range, upto, audience)
             .await?
             .into_iter()
             .map(|((service, country), by_status)| {

@@ -637,6 +637,7 @@ impl Billing {
                 self.plans.terms(from).display_name,
                 view::dollars(fee)
             ),
+            from_name: None,
         });
     }
 
@@ -737,6 +738,7 @@ impl Billing {
                                 period.period_end.format("%Y-%m-%d"),
                                 view::dollars(charge)
                             ),
+                            from_name: None,
                         });
                     }
                 }
@@ -834,6 +836,7 @@ impl Billing {
                         period.included_api_calls,
                         view::dollars(period.overage_per_thousand)
                     ),
+                    from_name: None,
                 });
             }
         }

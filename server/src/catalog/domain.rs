@@ -22,9 +22,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::identity::domain::Plan;
+use crate::tenant::domain::{Branding, tenant_list_price};
 
 pub use crate::wallet::domain::CURRENCY;
 
@@ -287,14 +289,32 @@ pub struct PriceEntry {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A white-label tenant as storefronts need it: its state, host names, branding, markup
+/// and fixed prices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantEntry {
+    pub id: Uuid,
+    pub slug: String,
+    pub owner: Uuid,
+    pub suspended: bool,
+    pub markup_basis_points: u32,
+    pub hosts: Vec<String>,
+    pub branding: Branding,
+    /// `(service, country, price)`, each at least the platform's list price when set.
+    pub fixed: Vec<(String, String, i64)>,
+}
+
 /// The whole catalog as read from the database at one moment: what the cache holds (as
-/// JSON). Small: a few dozen services and countries, a thousand or so prices.
+/// JSON). Small: a few dozen services and countries, a thousand or so prices, and the
+/// tenants that sell them under their own brands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub markup_basis_points: u32,
     pub services: Vec<ServiceEntry>,
     pub countries: Vec<CountryEntry>,
     pub prices: Vec<PriceEntry>,
+    #[serde(default)]
+    pub tenants: Vec<TenantEntry>,
 }
 
 /// A snapshot indexed for answering requests, with services and countries in list order.
@@ -307,6 +327,10 @@ pub struct PriceBook {
     /// Price indexes per service, and per country.
     by_service: Vec<Vec<usize>>,
     by_country: Vec<Vec<usize>>,
+    tenant_index: HashMap<Uuid, usize>,
+    host_index: HashMap<String, usize>,
+    /// Per tenant: price index → fixed price.
+    fixed: Vec<HashMap<usize, i64>>,
 }
 
 /// A service in a list, priced for the caller.
@@ -339,6 +363,9 @@ pub struct PriceQuote {
     pub country: String,
     pub list_price: i64,
     pub price: i64,
+    /// The tenant whose price this is (`None`: the platform's), and its share of `price`.
+    pub tenant: Option<Uuid>,
+    pub margin: i64,
     pub plan: Plan,
     pub discount_basis_points: u32,
     pub availability: Availability,
@@ -407,6 +434,32 @@ impl PriceBook {
                 by_country[c].push(i);
             }
         }
+        let tenant_index = snapshot
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
+        let host_index = snapshot
+            .tenants
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.hosts.iter().map(move |h| (h.clone(), i)))
+            .collect();
+        let fixed = snapshot
+            .tenants
+            .iter()
+            .map(|t| {
+                t.fixed
+                    .iter()
+                    .filter_map(|(service, country, price)| {
+                        let s = service_index.get(service)?;
+                        let c = country_index.get(country)?;
+                        Some((*price_index.get(&(*s, *c))?, *price))
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             snapshot,
             service_index,
@@ -414,7 +467,56 @@ impl PriceBook {
             price_index,
             by_service,
             by_country,
+            tenant_index,
+            host_index,
+            fixed,
         }
+    }
+
+    /// The tenant with this id, and its index (for pricing).
+    pub fn tenant(&self, id: Uuid) -> Option<(usize, &TenantEntry)> {
+        let i = *self.tenant_index.get(&id)?;
+        Some((i, &self.snapshot.tenants[i]))
+    }
+
+    /// The tenant with this id (`acme` of `tenants/acme`).
+    pub fn tenant_by_slug(&self, slug: &str) -> Option<(usize, &TenantEntry)> {
+        self.snapshot
+            .tenants
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.slug == slug)
+    }
+
+    /// The tenant a host name belongs to (normalised: lowercase, no port).
+    pub fn tenant_at_host(&self, host: &str) -> Option<(usize, &TenantEntry)> {
+        let i = *self.host_index.get(host)?;
+        Some((i, &self.snapshot.tenants[i]))
+    }
+
+    /// The platform's list price at `price` (a tenant's cost).
+    pub fn platform_list_price(&self, price: usize) -> i64 {
+        self.list_price_of(price)
+    }
+
+    /// The list price at `price` in `store` (a tenant's index; `None`: the platform's),
+    /// and where it comes from (`true`: a fixed price).
+    pub fn store_list_price(&self, price: usize, store: Option<usize>) -> (i64, bool) {
+        let platform = self.list_price_of(price);
+        match store.and_then(|t| self.snapshot.tenants.get(t).map(|e| (t, e))) {
+            Some((t, entry)) => {
+                let fixed = self.fixed[t].get(&price).copied();
+                (
+                    tenant_list_price(platform, entry.markup_basis_points, fixed),
+                    fixed.is_some(),
+                )
+            }
+            None => (platform, false),
+        }
+    }
+
+    fn sell_price(&self, price: usize, store: Option<usize>) -> i64 {
+        self.store_list_price(price, store).0
     }
 
     pub fn snapshot(&self) -> &Snapshot {
@@ -461,6 +563,7 @@ impl PriceBook {
     fn best(
         &self,
         candidates: &[usize],
+        store: Option<usize>,
         availability: &dyn Fn(usize) -> Availability,
     ) -> (Option<usize>, Availability) {
         let mut best_availability = Availability::Unavailable;
@@ -473,7 +576,7 @@ impl PriceBook {
             }
             let entry = &self.snapshot.prices[p];
             let key = (
-                self.list_price_of(p),
+                self.sell_price(p, store),
                 entry.country.as_str(),
                 entry.service.as_str(),
                 p,
@@ -492,6 +595,7 @@ impl PriceBook {
         &self,
         country: Option<&str>,
         discount_bp: u32,
+        store: Option<usize>,
         availability: &dyn Fn(usize) -> Availability,
     ) -> Vec<ServiceListing> {
         let country = country.and_then(|c| self.country_index.get(c).copied());
@@ -505,14 +609,14 @@ impl PriceBook {
                         let p = *self.price_index.get(&(s, c))?;
                         (Some(p), availability(p))
                     }
-                    None => self.best(&self.by_service[s], availability),
+                    None => self.best(&self.by_service[s], store, availability),
                 };
                 Some(ServiceListing {
                     code: service.code.clone(),
                     display_name: service.display_name.clone(),
                     price: price.map(|p| {
                         (
-                            plan_price(self.list_price_of(p), discount_bp),
+                            plan_price(self.sell_price(p, store), discount_bp),
                             self.snapshot.prices[p].country.clone(),
                         )
                     }),
@@ -529,6 +633,7 @@ impl PriceBook {
         &self,
         service: Option<&str>,
         discount_bp: u32,
+        store: Option<usize>,
         availability: &dyn Fn(usize) -> Availability,
     ) -> Vec<CountryListing> {
         let service = service.and_then(|s| self.service_index.get(s).copied());
@@ -542,13 +647,13 @@ impl PriceBook {
                         let p = *self.price_index.get(&(s, c))?;
                         (Some(p), availability(p))
                     }
-                    None => self.best(&self.by_country[c], availability),
+                    None => self.best(&self.by_country[c], store, availability),
                 };
                 Some(CountryListing {
                     code: country.code.clone(),
                     display_name: country.display_name.clone(),
                     calling_code: country.calling_code.clone(),
-                    price: price.map(|p| plan_price(self.list_price_of(p), discount_bp)),
+                    price: price.map(|p| plan_price(self.sell_price(p, store), discount_bp)),
                     availability,
                     service_count: self.by_country[c].len(),
                 })
@@ -564,14 +669,24 @@ impl PriceBook {
     }
 
     /// The caller's quote for the price at `index`.
-    pub fn quote(&self, index: usize, plan: Plan, discount: u32, stock: Stock) -> PriceQuote {
+    pub fn quote(
+        &self,
+        index: usize,
+        plan: Plan,
+        discount: u32,
+        store: Option<usize>,
+        stock: Stock,
+    ) -> PriceQuote {
         let entry = &self.snapshot.prices[index];
-        let list = self.list_price_of(index);
+        let list = self.sell_price(index, store);
+        let split = crate::tenant::domain::split(self.list_price_of(index), list, discount);
         PriceQuote {
             service: entry.service.clone(),
             country: entry.country.clone(),
             list_price: list,
-            price: plan_price(list, discount),
+            price: split.price,
+            tenant: store.map(|t| self.snapshot.tenants[t].id),
+            margin: split.margin,
             plan,
             discount_basis_points: discount,
             availability: stock.availability(),
@@ -741,6 +856,7 @@ mod tests {
                 price("whatsapp", "ID", 40),
                 price("gojek", "ID", 15),
             ],
+            tenants: Vec::new(),
         })
     }
 
@@ -748,7 +864,7 @@ mod tests {
     fn lists_price_and_order() {
         let book = book();
         let all = |_: usize| Availability::Available;
-        let services = book.services(None, 0, &all);
+        let services = book.services(None, 0, None, &all);
         let names: Vec<_> = services.iter().map(|s| s.code.as_str()).collect();
         // Case-insensitive display-name order.
         assert_eq!(names, ["amazon", "gojek", "whatsapp"]);
@@ -759,7 +875,7 @@ mod tests {
         assert_eq!(services[2].price, Some((50, "ID".into())));
         assert_eq!(services[2].country_count, 2);
 
-        let in_us = book.services(Some("US"), 2_000, &all);
+        let in_us = book.services(Some("US"), 2_000, None, &all);
         assert_eq!(in_us.len(), 1);
         // 200 + 25 % = 250, − 20 % = 200.
         assert_eq!(in_us[0].price, Some((200, "US".into())));
@@ -773,16 +889,16 @@ mod tests {
                 Availability::Available
             }
         };
-        let services = book.services(None, 0, &none_in_id);
+        let services = book.services(None, 0, None, &none_in_id);
         assert_eq!(services[2].price, Some((250, "US".into())));
 
-        let countries = book.countries(None, 0, &all);
+        let countries = book.countries(None, 0, None, &all);
         let codes: Vec<_> = countries.iter().map(|c| c.code.as_str()).collect();
         assert_eq!(codes, ["ID", "US"]);
         // Indonesia's cheapest: Gojek at 15 + 25 % = 18.75 → 19.
         assert_eq!(countries[0].price, Some(19));
         assert_eq!(countries[0].service_count, 2);
-        let whatsapp = book.countries(Some("whatsapp"), 3_500, &all);
+        let whatsapp = book.countries(Some("whatsapp"), 3_500, None, &all);
         assert_eq!(whatsapp.len(), 2);
         // 50 − 35 % = 32.5 → 33.
         assert_eq!(whatsapp[0].price, Some(33));
@@ -795,7 +911,7 @@ mod tests {
         assert_eq!(book.find("whatsapp", "ZZ"), Err(Missing::Country));
         assert_eq!(book.find("gojek", "US"), Err(Missing::Price));
         let index = book.find("whatsapp", "US").unwrap();
-        let quote = book.quote(index, Plan::Pro, 2_000, Stock::InStock(Some(5)));
+        let quote = book.quote(index, Plan::Pro, 2_000, None, Stock::InStock(Some(5)));
         assert_eq!(quote.list_price, 250);
         assert_eq!(quote.price, 200);
         assert_eq!(quote.discount_basis_points, 2_000);

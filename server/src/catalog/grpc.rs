@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::domain::{Availability, CURRENCY, CountryListing, PriceQuote, ServiceListing};
 use super::rates::{SuccessRates, Tally};
 use super::service::{Catalog, ListQuery};
-use crate::authn::optional_caller;
+use crate::authn::{optional_caller, storefront};
 use crate::convert::timestamp;
 use crate::identity::domain::Plan;
 
@@ -113,6 +113,7 @@ impl CatalogService for CatalogApi {
             .catalog
             .list_services(
                 optional_caller(&request),
+                storefront(&request),
                 ListQuery {
                     filter: &r.country,
                     page_size: r.page_size,
@@ -149,6 +150,7 @@ impl CatalogService for CatalogApi {
             .catalog
             .list_countries(
                 optional_caller(&request),
+                storefront(&request),
                 ListQuery {
                     filter: &r.service,
                     page_size: r.page_size,
@@ -169,7 +171,11 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<pb::GetPriceResponse>, Status> {
         let quote = self
             .catalog
-            .price(optional_caller(&request), &request.get_ref().name)
+            .price(
+                optional_caller(&request),
+                storefront(&request),
+                &request.get_ref().name,
+            )
             .await?;
         let rates = self
             .rates

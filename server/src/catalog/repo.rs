@@ -59,6 +59,7 @@ pub async fn snapshot(conn: &impl ConnectionTrait) -> Result<Snapshot, StoreErro
         services,
         countries,
         prices,
+        tenants: crate::tenant::repo::storefronts(conn).await?,
     })
 }
 

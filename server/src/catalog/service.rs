@@ -4,7 +4,7 @@
 //! # Cache
 //!
 //! The whole catalog (services, countries, base prices, markup) is one small snapshot,
-//! cached as JSON for an hour under `catalog:v1:{generation}:snapshot` (Redis in
+//! cached as JSON for an hour under `catalog:v2:{generation}:snapshot` (Redis in
 //! production, in-process otherwise), where `catalog:generation` names the current
 //! generation. Readers only *fill* (set-if-absent); a price change commits to the database
 //! first and then *sets* a new generation, which overwrites the old one and (with Redis)
@@ -47,10 +47,10 @@ pub const CATALOG_TTL: Duration = Duration::from_secs(3600);
 /// The cache key naming the current generation of the catalog.
 pub const GENERATION_KEY: &str = "catalog:generation";
 
-/// The cache key of a generation's snapshot. `v1` is the snapshot's JSON format: a release
+/// The cache key of a generation's snapshot. `v2` (tenants added) is the snapshot's JSON format: a release
 /// that changes it uses another key instead of misreading the old one.
 fn snapshot_key(generation: &str) -> String {
-    format!("catalog:v1:{generation}:snapshot")
+    format!("catalog:v2:{generation}:snapshot")
 }
 
 /// One page of a list, and the token of the next (empty on the last page).
@@ -416,6 +416,7 @@ impl Catalog {
     pub async fn list_services(
         &self,
         principal: Option<&Principal>,
+        store: Option<Uuid>,
         query: ListQuery<'_>,
     ) -> Result<Page<ServiceListing>, ApiError> {
         let (country, size) = both(
@@ -441,6 +442,7 @@ impl Catalog {
         let mut services = book.services(
             country.as_deref(),
             self.plans.terms(plan).discount_basis_points,
+            store_index(&book, store),
             &|p| availability[p],
         );
         if query.available_only {
@@ -460,6 +462,7 @@ impl Catalog {
     pub async fn list_countries(
         &self,
         principal: Option<&Principal>,
+        store: Option<Uuid>,
         query: ListQuery<'_>,
     ) -> Result<Page<CountryListing>, ApiError> {
         let (service, size) = both(
@@ -485,6 +488,7 @@ impl Catalog {
         let mut countries = book.countries(
             service.as_deref(),
             self.plans.terms(plan).discount_basis_points,
+            store_index(&book, store),
             &|p| availability[p],
         );
         if query.available_only {
@@ -506,10 +510,11 @@ impl Catalog {
     pub async fn price(
         &self,
         principal: Option<&Principal>,
+        store: Option<Uuid>,
         name: &str,
     ) -> Result<PriceQuote, ApiError> {
         let (service, country) = domain::price_name("name", name)?;
-        self.quote(principal, &service, &country).await
+        self.quote(principal, store, &service, &country).await
     }
 
     /// A service's display name (`WhatsApp` for `whatsapp`).
@@ -535,10 +540,12 @@ impl Catalog {
             .collect())
     }
 
-    /// The caller's price of `service` (a code) in `country` (a code).
+    /// The caller's price of `service` (a code) in `country` (a code), in `store` (a
+    /// tenant's id; `None`: the platform's).
     pub async fn quote(
         &self,
         principal: Option<&Principal>,
+        store: Option<Uuid>,
         service: &str,
         country: &str,
     ) -> Result<PriceQuote, ApiError> {
@@ -552,7 +559,74 @@ impl Catalog {
             index,
             plan,
             self.plans.terms(plan).discount_basis_points,
+            store_index(&book, store),
             stock,
         ))
+    }
+
+    /// The catalog as it stands (the cached snapshot), for the tenant room.
+    pub async fn current(&self) -> Result<Arc<PriceBook>, ApiError> {
+        self.book().await
+    }
+
+    /// The storefront of a request: the caller's tenant when it has an account (refused
+    /// with `PERMISSION_DENIED`/`TENANT_SUSPENDED` while that tenant is suspended), else
+    /// the active tenant that holds `host`; `None`: the platform's own.
+    pub async fn storefront(
+        &self,
+        account_tenant: Option<Option<Uuid>>,
+        host: Option<&str>,
+    ) -> Result<Option<Uuid>, ApiError> {
+        match account_tenant {
+            Some(None) => Ok(None),
+            Some(Some(tenant)) => {
+                let book = self.book().await?;
+                match book.tenant(tenant) {
+                    Some((_, entry)) if entry.suspended => Err(ApiError::permission_denied(
+                        "TENANT_SUSPENDED",
+                        "the service you signed up with is suspended; your balance and verifications are kept, contact its support",
+                    )),
+                    _ => Ok(Some(tenant)),
+                }
+            }
+            None => {
+                let Some(host) = host else {
+                    return Ok(None);
+                };
+                let book = self.book().await?;
+                Ok(book
+                    .tenant_at_host(host)
+                    .filter(|(_, entry)| !entry.suspended)
+                    .map(|(_, entry)| entry.id))
+            }
+        }
+    }
+}
+
+/// The index of `store` among the book's tenants (an unknown tenant sells at the
+/// platform's prices).
+fn store_index(book: &PriceBook, store: Option<Uuid>) -> Option<usize> {
+    store.and_then(|id| book.tenant(id)).map(|(i, _)| i)
+}
+
+#[async_trait::async_trait]
+impl crate::identity::service::Brands for Catalog {
+    async fn mail_brand(
+        &self,
+        tenant: Option<Uuid>,
+    ) -> Option<crate::identity::service::MailBrand> {
+        let book = self.book().await.ok()?;
+        let (_, entry) = book.tenant(tenant?)?;
+        let branding = &entry.branding;
+        let base_url = if branding.website_uri.is_empty() {
+            format!("https://{}", entry.hosts.first()?)
+        } else {
+            branding.website_uri.trim_end_matches('/').to_owned()
+        };
+        Some(crate::identity::service::MailBrand {
+            name: branding.display_name.clone(),
+            sender: Some(branding.mail_sender_name.clone()).filter(|s| !s.is_empty()),
+            base_url,
+        })
     }
 }

@@ -24,6 +24,10 @@ pub const BACKUP_CODE_COUNT: usize = 10;
 pub struct Principal {
     pub user_id: Uuid,
     pub credential: Credential,
+    /// The tenant the account belongs to (`None`: the platform's own customer). Set from
+    /// the account, never from anything the caller sends.
+    #[serde(default)]
+    pub tenant: Option<Uuid>,
 }
 
 /// How the caller proved who they are.

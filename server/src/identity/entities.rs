@@ -21,6 +21,8 @@ pub mod users {
         pub totp_pending_secret: Option<String>,
         pub totp_enabled: bool,
         pub totp_last_step: Option<i64>,
+        /// The tenant the account belongs to; `None`: the platform's own customer.
+        pub tenant_id: Option<Uuid>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

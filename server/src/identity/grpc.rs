@@ -67,10 +67,12 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        // The storefront of the host it was sent to: the account joins that tenant.
+        let tenant = crate::authn::storefront(&request);
         let r = request.into_inner();
         let profile = self
             .identity
-            .register(&r.email, &r.password, &r.referral_code)
+            .register(&r.email, &r.password, &r.referral_code, tenant)
             .await?;
         Ok(Response::new(pb::RegisterResponse {
             user: Some(user(profile)),

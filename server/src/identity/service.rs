@@ -52,6 +52,10 @@ pub struct UserProfile {
     pub status: String,
     pub referral_code: String,
     pub created_at: DateTime<Utc>,
+    /// The account's tenant; `None` (and profiles cached before this field existed): the
+    /// platform's own customer.
+    #[serde(default)]
+    pub tenant_id: Option<Uuid>,
 }
 
 fn active_status() -> String {
@@ -70,6 +74,7 @@ impl From<&users::Model> for UserProfile {
             status: user.status.clone(),
             referral_code: user.referral_code.clone(),
             created_at: user.created_at,
+            tenant_id: user.tenant_id,
         }
     }
 }
@@ -96,6 +101,23 @@ pub struct TwoFactorSetup {
 pub enum Presented {
     ApiKey(String),
     Bearer(String),
+}
+
+/// How mails to a tenant's customers present themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailBrand {
+    /// The brand's name in the text (`Namaskah`, `Acme SMS`).
+    pub name: String,
+    /// The sender's display name; `None`: the configured sender as it is.
+    pub sender: Option<String>,
+    /// Where links in mails point (no trailing slash).
+    pub base_url: String,
+}
+
+/// Finds the brand of a tenant (the catalog, which holds the tenants, implements it).
+#[async_trait::async_trait]
+pub trait Brands: Send + Sync + 'static {
+    async fn mail_brand(&self, tenant: Option<Uuid>) -> Option<MailBrand>;
 }
 
 /// Settings the identity room needs from the configuration.
@@ -149,6 +171,8 @@ pub struct Identity {
     login_guard: OnceLock<Arc<LoginGuard>>,
     /// Funnel steps (registered, email verified).
     tracker: Tracker,
+    /// Tenants' brands for mails; set once at start-up (none: the platform's for all).
+    brands: OnceLock<Arc<dyn Brands>>,
 }
 
 fn hashing_error(e: impl std::fmt::Display) -> ApiError {
@@ -223,7 +247,32 @@ impl Identity {
             decoy_hash,
             login_guard: OnceLock::new(),
             tracker,
+            brands: OnceLock::new(),
         })
+    }
+
+    /// Lets mails to tenants' customers carry their tenant's brand (once, at start-up).
+    pub fn set_brands(&self, brands: Arc<dyn Brands>) {
+        if self.brands.set(brands).is_err() {
+            tracing::warn!("the brands were set twice; keeping the first");
+        }
+    }
+
+    async fn mail_brand(&self, tenant: Option<Uuid>) -> MailBrand {
+        let platform = || MailBrand {
+            name: "Namaskah".to_owned(),
+            sender: None,
+            base_url: self
+                .settings
+                .public_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+        };
+        match (tenant, self.brands.get()) {
+            (Some(_), Some(brands)) => brands.mail_brand(tenant).await.unwrap_or_else(platform),
+            _ => platform(),
+        }
     }
 
     /// Turns on the login guard (once, at start-up): logins of an account that keeps
@@ -302,23 +351,25 @@ impl Identity {
         let txn = self.db.begin().await?;
         let token = issue_mail_token(&txn, user.id, purpose, ttl).await?;
         txn.commit().await?;
-        self.send_token_mail(user, purpose, &token);
+        self.send_token_mail(user, purpose, &token).await;
         Ok(())
     }
 
-    fn send_token_mail(&self, user: &users::Model, purpose: &'static str, token: &str) {
-        let base = self.settings.public_url.as_str().trim_end_matches('/');
+    /// Mails a token link, in the brand of the account's tenant.
+    async fn send_token_mail(&self, user: &users::Model, purpose: &'static str, token: &str) {
+        let brand = self.mail_brand(user.tenant_id).await;
+        let (base, name) = (&brand.base_url, &brand.name);
         let (subject, text) = match purpose {
             VERIFY_EMAIL => (
                 "Confirm your email address",
                 format!(
-                    "Welcome to Namaskah.\n\nConfirm your email address to start buying verifications:\n{base}/verify-email?token={token}\n\nThe link is valid for 24 hours."
+                    "Welcome to {name}.\n\nConfirm your email address to start buying verifications:\n{base}/verify-email?token={token}\n\nThe link is valid for 24 hours."
                 ),
             ),
             _ => (
                 "Reset your password",
                 format!(
-                    "Someone asked to reset the password of your Namaskah account.\n\nChoose a new password here:\n{base}/reset-password?token={token}\n\nThe link is valid for one hour. If it was not you, ignore this mail: your password stays as it is."
+                    "Someone asked to reset the password of your {name} account.\n\nChoose a new password here:\n{base}/reset-password?token={token}\n\nThe link is valid for one hour. If it was not you, ignore this mail: your password stays as it is."
                 ),
             ),
         };
@@ -326,14 +377,17 @@ impl Identity {
             to: user.email.clone(),
             subject: subject.to_owned(),
             text,
+            from_name: brand.sender,
         });
     }
 
+    /// Opens an account in `tenant`'s storefront (`None`: the platform's).
     pub async fn register(
         &self,
         email: &str,
         password: &str,
         referral_code: &str,
+        tenant: Option<Uuid>,
     ) -> Result<UserProfile, ApiError> {
         let mut violations = Violations::default();
         let email = check_new_credentials(email, password, &mut violations);
@@ -350,9 +404,10 @@ impl Identity {
         let referred_by = if referral_code.is_empty() {
             None
         } else {
+            // A referral works within one storefront: another tenant's code is unknown here.
             match repo::user_by_referral_code(&self.db, &referral_code).await? {
-                Some(referrer) => Some(referrer.id),
-                None => {
+                Some(referrer) if referrer.tenant_id == tenant => Some(referrer.id),
+                _ => {
                     return Err(ApiError::invalid(
                         "referral_code",
                         "no account has this referral code",
@@ -371,6 +426,7 @@ impl Identity {
         for _ in 0..5 {
             let mut user = new_user(&email, &password_hash, Role::Customer, now);
             user.referred_by = referred_by;
+            user.tenant_id = tenant;
             // The account and its verification token are written together, or not at all.
             let txn = self.db.begin().await?;
             match repo::insert_user(&txn, user.clone()).await? {
@@ -378,7 +434,7 @@ impl Identity {
                     let token =
                         issue_mail_token(&txn, user.id, VERIFY_EMAIL, VERIFY_EMAIL_TTL).await?;
                     txn.commit().await?;
-                    self.send_token_mail(&user, VERIFY_EMAIL, &token);
+                    self.send_token_mail(&user, VERIFY_EMAIL, &token).await;
                     self.tracker
                         .step(user.id, FunnelStep::Registered, user.created_at);
                     tracing::info!(user_id = %user.id, "account registered");
@@ -756,6 +812,7 @@ impl Identity {
                 Some(Principal {
                     user_id,
                     credential: Credential::Session { session_id, .. },
+                    ..
                 }) => (*user_id, Some(*session_id)),
                 Some(Principal { user_id, .. }) if all_sessions => (*user_id, None),
                 Some(_) => {
@@ -1029,15 +1086,17 @@ impl Identity {
     /// Establishes who is calling. Cached: a steady stream of calls with one key or token
     /// costs no database round trip; revocations overwrite the cache entry at once.
     pub async fn authenticate(&self, presented: Presented) -> Result<Principal, ApiError> {
-        let principal = match presented {
+        let mut principal = match presented {
             Presented::ApiKey(key) => self.authenticate_key(&key).await?,
             Presented::Bearer(token) => self.authenticate_token(&token).await?,
         };
         // A suspension stops every credential at once (the profile is cached, and every
         // change to it is seen by every instance at once).
-        if self.me(&principal).await?.status == AccountStatus::Suspended.as_str() {
+        let profile = self.me(&principal).await?;
+        if profile.status == AccountStatus::Suspended.as_str() {
             return Err(suspended());
         }
+        principal.tenant = profile.tenant_id;
         Ok(principal)
     }
 
@@ -1094,6 +1153,7 @@ impl Identity {
                 Ok(Principal {
                     user_id,
                     credential: Credential::ApiKey { key_id },
+                    tenant: None,
                 })
             }
         }
@@ -1132,6 +1192,7 @@ impl Identity {
                     session_id: claims.sid,
                     totp_verified: claims.tfa,
                 },
+                tenant: None,
             };
             if self
                 .me(&owner)
@@ -1151,6 +1212,7 @@ impl Identity {
                 session_id: claims.sid,
                 totp_verified: claims.tfa,
             },
+            tenant: None,
         })
     }
 
@@ -1299,6 +1361,7 @@ fn new_user(email: &str, password_hash: &str, role: Role, now: DateTime<Utc>) ->
         totp_pending_secret: None,
         totp_enabled: false,
         totp_last_step: None,
+        tenant_id: None,
         created_at: now,
         updated_at: now,
     }

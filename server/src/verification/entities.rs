@@ -36,6 +36,10 @@ pub mod verifications {
         pub cleanup: Option<String>,
         pub cleanup_at: Option<DateTimeUtc>,
         pub cleanup_attempts: i32,
+        /// The tenant whose customer bought it; `None`: the platform's own.
+        pub tenant_id: Option<Uuid>,
+        /// The tenant's share of `price`, booked to its margin account on capture.
+        pub tenant_margin: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

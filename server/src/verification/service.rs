@@ -416,7 +416,7 @@ impl Verifications {
         }
         let quote = self
             .catalog
-            .quote(Some(principal), &service, &country)
+            .quote(Some(principal), principal.tenant, &service, &country)
             .await?;
         if let Some(max) = max_price
             && quote.price > max
@@ -464,6 +464,8 @@ impl Verifications {
             cleanup: None,
             cleanup_at: None,
             cleanup_attempts: 0,
+            tenant_id: quote.tenant,
+            tenant_margin: quote.margin,
         };
         let (stored, published) = event(&row, &[], 1, EventKind::Created, None, now);
         let txn = self.db.begin().await.map_err(StoreError::from)?;
@@ -758,10 +760,14 @@ impl Verifications {
             return Ok(None);
         }
         let reference = row.id.to_string();
+        let share = row.tenant_id.map(|tenant| ledger::TenantShare {
+            tenant,
+            margin: row.tenant_margin,
+        });
         match money {
             Some(Money::Capture) => {
                 let memo = format!("{} code received", row.service);
-                ensure_settled(ledger::capture(txn, &reference, &memo).await?)?;
+                ensure_settled(ledger::capture(txn, &reference, &memo, share).await?)?;
             }
             Some(Money::Release(reason)) => {
                 let memo = format!("{} refund ({})", row.service, reason.as_str());
@@ -778,7 +784,8 @@ impl Verifications {
                     _ => format!("{} refund", row.service),
                 };
                 let (posted, line) =
-                    ledger::refund_capture(txn, row.user_id, row.price, &reference, &memo).await?;
+                    ledger::refund_capture(txn, row.user_id, row.price, &reference, &memo, share)
+                        .await?;
                 if matches!(posted, ledger::Posted::Already(_)) {
                     // The key is unique per verification: refunded before, whatever the
                     // row said. Nothing more may move.

@@ -24,6 +24,9 @@ pub enum AccountKind {
     GatewayClearing,
     /// The counterpart of administrators' corrections.
     Adjustments,
+    /// A white-label tenant's share of its customers' captured verifications (what the
+    /// platform owes it). One per tenant; summed from its lines, like the platform's.
+    TenantMargin,
 }
 
 impl AccountKind {
@@ -34,6 +37,7 @@ impl AccountKind {
             AccountKind::Revenue => "revenue",
             AccountKind::GatewayClearing => "gateway_clearing",
             AccountKind::Adjustments => "adjustments",
+            AccountKind::TenantMargin => "tenant_margin",
         }
     }
 
@@ -69,6 +73,23 @@ impl AccountRef {
 
     pub fn platform(kind: AccountKind) -> Self {
         Self { kind, owner: None }
+    }
+
+    /// A tenant's margin account (`owner` is the tenant's id, not an account's).
+    pub fn tenant_margin(tenant: Uuid) -> Self {
+        Self {
+            kind: AccountKind::TenantMargin,
+            owner: Some(tenant),
+        }
+    }
+
+    /// The account (`users`) that owns it: customers' accounts only.
+    pub fn owning_user(&self) -> Option<Uuid> {
+        if self.kind.is_customer() {
+            self.owner
+        } else {
+            None
+        }
     }
 
     /// The account's unique code, for example `wallet:{user}:USD` or

@@ -58,7 +58,7 @@ async fn account_id(conn: &impl ConnectionTrait, account: AccountRef) -> Result<
         id: Uuid::now_v7(),
         code: code.clone(),
         kind: account.kind.as_str().to_owned(),
-        owner_id: account.owner,
+        owner_id: account.owning_user(),
         currency: CURRENCY.to_owned(),
         balance: 0,
         created_at: now,
@@ -298,29 +298,57 @@ async fn held(txn: &DatabaseTransaction, reference: &str) -> Result<(Uuid, i64),
     Ok((user, amount.ok_or(LedgerError::HoldNotFound)?))
 }
 
+/// A tenant's share of a sale: booked to its margin account instead of the platform's
+/// revenue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantShare {
+    pub tenant: Uuid,
+    pub margin: i64,
+}
+
+/// The lines that move `amount` between `customer_side` and the platform's revenue, with
+/// `share` of it going to (or coming from) the tenant's margin account instead. `sign` 1:
+/// from the customer side to revenue (a capture); -1: back (a refund).
+fn revenue_lines(
+    customer_side: AccountRef,
+    amount: i64,
+    share: Option<TenantShare>,
+    sign: i64,
+) -> Vec<Posting> {
+    let margin = share.map_or(0, |s| s.margin.clamp(0, amount));
+    let mut lines = vec![
+        Posting {
+            account: customer_side,
+            amount: -sign * amount,
+        },
+        Posting {
+            account: AccountRef::platform(AccountKind::Revenue),
+            amount: sign * (amount - margin),
+        },
+    ];
+    if let Some(share) = share.filter(|_| margin > 0) {
+        lines.push(Posting {
+            account: AccountRef::tenant_margin(share.tenant),
+            amount: sign * margin,
+        });
+    }
+    lines
+}
+
 async fn settle(
     txn: &DatabaseTransaction,
     reference: &str,
     kind: EntryKind,
     memo: &str,
+    share: Option<TenantShare>,
 ) -> Result<Settled, LedgerError> {
     let (user, amount) = held(txn, reference).await?;
-    let to = match kind {
-        EntryKind::VerificationCapture => AccountRef::platform(AccountKind::Revenue),
-        _ => AccountRef::wallet(user),
+    let lines = match kind {
+        EntryKind::VerificationCapture => revenue_lines(AccountRef::holds(user), amount, share, 1),
+        _ => domain::transfer(AccountRef::holds(user), AccountRef::wallet(user), amount),
     };
     let key = format!("settle:{reference}");
-    match post(
-        txn,
-        &key,
-        kind,
-        Some(user),
-        reference,
-        memo,
-        &domain::transfer(AccountRef::holds(user), to, amount),
-    )
-    .await?
-    {
+    match post(txn, &key, kind, Some(user), reference, memo, &lines).await? {
         Posted::Now(_) => Ok(Settled::Now),
         Posted::Already(_) => {
             let existing = entry_by_key(txn, &key)
@@ -350,13 +378,15 @@ pub async fn release_line(
     }
 }
 
-/// Makes a hold's charge final (an SMS arrived): holds → revenue.
+/// Makes a hold's charge final (an SMS arrived): holds → revenue, less the tenant's
+/// share (to its margin account) when the customer bought in a tenant's storefront.
 pub async fn capture(
     txn: &DatabaseTransaction,
     reference: &str,
     memo: &str,
+    share: Option<TenantShare>,
 ) -> Result<Settled, LedgerError> {
-    settle(txn, reference, EntryKind::VerificationCapture, memo).await
+    settle(txn, reference, EntryKind::VerificationCapture, memo, share).await
 }
 
 /// Gives a hold back to the wallet (cancelled, expired, failed): holds → wallet.
@@ -365,7 +395,7 @@ pub async fn release(
     reference: &str,
     memo: &str,
 ) -> Result<Settled, LedgerError> {
-    settle(txn, reference, EntryKind::VerificationRefund, memo).await
+    settle(txn, reference, EntryKind::VerificationRefund, memo, None).await
 }
 
 /// Gives a captured charge back by hand (an administrator's refund of a completed
@@ -377,8 +407,10 @@ pub async fn refund_capture(
     amount: i64,
     reference: &str,
     memo: &str,
+    share: Option<TenantShare>,
 ) -> Result<(Posted, Option<Uuid>), LedgerError> {
     domain::check_amount(amount)?;
+    // The tenant gives its margin back along with the platform's revenue.
     let posted = post(
         txn,
         &format!("refund:{reference}"),
@@ -386,11 +418,7 @@ pub async fn refund_capture(
         Some(user),
         reference,
         memo,
-        &domain::transfer(
-            AccountRef::platform(AccountKind::Revenue),
-            AccountRef::wallet(user),
-            amount,
-        ),
+        &revenue_lines(AccountRef::wallet(user), amount, share, -1),
     )
     .await?;
     let line = wallet_line(txn, posted.entry_id(), user).await?;
@@ -620,4 +648,33 @@ pub async fn wallet_line(
         .into_tuple()
         .one(conn)
         .await?)
+}
+
+/// The sum of an account's lines: the balance of a platform or tenant account (they keep
+/// no balance column). Zero for an account that never moved.
+pub async fn account_total(
+    conn: &impl ConnectionTrait,
+    account: AccountRef,
+) -> Result<i64, LedgerError> {
+    let Some(id) = find_account(conn, &account.code()).await? else {
+        return Ok(0);
+    };
+    let backend = conn.get_database_backend();
+    let placeholder = match backend {
+        sea_orm::DbBackend::Postgres => "$1",
+        _ => "?",
+    };
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM journal_lines WHERE account_id = {placeholder}"
+    );
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            vec![id.into()],
+        ))
+        .await
+        .map_err(crate::error::StoreError::from)?;
+    let total: Option<i64> = row.and_then(|row| row.try_get_by_index(0).ok());
+    Ok(total.unwrap_or(0))
 }

@@ -497,6 +497,7 @@ mod tests {
                 credential: Credential::ApiKey {
                     key_id: Uuid::now_v7(),
                 },
+                tenant: None,
             });
         }
         request

@@ -34,10 +34,14 @@ class TenantServiceStub:
     tokens, from the account), never from a field the caller sets. A tenant's customers see
     its branding and its prices, and nothing of other tenants.
 
-    A tenant's prices are the platform's base prices raised by the tenant's markup, or fixed
-    prices it sets per service and country; plan discounts apply on top. A tenant never
-    sells below the platform's base price (its cost). For each sale the ledger books the
-    base price as platform revenue and the difference as the tenant's margin.
+    A tenant's prices are the platform's list prices (what the platform's own customers pay
+    before plan discounts) raised by the tenant's markup, or fixed prices it sets per service
+    and country; plan discounts apply on top, to the platform's share and the tenant's
+    alike. A tenant never sells below the platform's list price (its cost): should the
+    platform's price rise above a fixed price, the platform's price is charged. For each
+    captured sale the ledger books the platform's price (less the customer's plan discount)
+    as platform revenue and the rest as the tenant's margin, on separate lines of one
+    entry; a manual refund takes both back.
 
     Who may call what: `GetBranding` is public. Administrators (with a TOTP-verified
     session, else `PERMISSION_DENIED`/`TOTP_REQUIRED`) may do everything. The owner of a
@@ -116,10 +120,14 @@ class TenantServiceServicer:
     tokens, from the account), never from a field the caller sets. A tenant's customers see
     its branding and its prices, and nothing of other tenants.
 
-    A tenant's prices are the platform's base prices raised by the tenant's markup, or fixed
-    prices it sets per service and country; plan discounts apply on top. A tenant never
-    sells below the platform's base price (its cost). For each sale the ledger books the
-    base price as platform revenue and the difference as the tenant's margin.
+    A tenant's prices are the platform's list prices (what the platform's own customers pay
+    before plan discounts) raised by the tenant's markup, or fixed prices it sets per service
+    and country; plan discounts apply on top, to the platform's share and the tenant's
+    alike. A tenant never sells below the platform's list price (its cost): should the
+    platform's price rise above a fixed price, the platform's price is charged. For each
+    captured sale the ledger books the platform's price (less the customer's plan discount)
+    as platform revenue and the rest as the tenant's margin, on separate lines of one
+    entry; a manual refund takes both back.
 
     Who may call what: `GetBranding` is public. Administrators (with a TOTP-verified
     session, else `PERMISSION_DENIED`/`TOTP_REQUIRED`) may do everything. The owner of a
@@ -296,10 +304,14 @@ class TenantService:
     tokens, from the account), never from a field the caller sets. A tenant's customers see
     its branding and its prices, and nothing of other tenants.
 
-    A tenant's prices are the platform's base prices raised by the tenant's markup, or fixed
-    prices it sets per service and country; plan discounts apply on top. A tenant never
-    sells below the platform's base price (its cost). For each sale the ledger books the
-    base price as platform revenue and the difference as the tenant's margin.
+    A tenant's prices are the platform's list prices (what the platform's own customers pay
+    before plan discounts) raised by the tenant's markup, or fixed prices it sets per service
+    and country; plan discounts apply on top, to the platform's share and the tenant's
+    alike. A tenant never sells below the platform's list price (its cost): should the
+    platform's price rise above a fixed price, the platform's price is charged. For each
+    captured sale the ledger books the platform's price (less the customer's plan discount)
+    as platform revenue and the rest as the tenant's margin, on separate lines of one
+    entry; a manual refund takes both back.
 
     Who may call what: `GetBranding` is public. Administrators (with a TOTP-verified
     session, else `PERMISSION_DENIED`/`TOTP_REQUIRED`) may do everything. The owner of a

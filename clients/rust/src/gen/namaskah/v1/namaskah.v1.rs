@@ -2437,7 +2437,7 @@ pub struct TenantPrice {
     /// The price the tenant's customers pay before their plan's discount.
     #[prost(message, optional, tag="4")]
     pub price: ::core::option::Option<Money>,
-    /// The platform's base price: the tenant's cost, and its lowest allowed price.
+    /// The platform's list price: the tenant's cost, and its lowest allowed price.
     #[prost(message, optional, tag="5")]
     pub base_price: ::core::option::Option<Money>,
     /// The tenant's margin on one sale at list price: `price − base_price`.

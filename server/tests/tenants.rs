@@ -1,0 +1,1319 @@
+//! White-label tenants end to end: administrators create and suspend them, owners set
+//! their branding and prices, customers sign up on a tenant's host and buy at its prices,
+//! and the ledger books the platform's price and the tenant's margin apart.
+mod common;
+
+use common::*;
+use namaskah_proto::v1 as pb;
+use namaskah_proto::v1::catalog_service_client::CatalogServiceClient;
+use namaskah_proto::v1::tenant_service_client::TenantServiceClient;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+const ACME_HOST: &str = "sms.acme.test";
+const BOLT_HOST: &str = "bolt.example.net";
+
+fn tenants(app: &TestApp) -> TenantServiceClient<Channel> {
+    TenantServiceClient::new(app.channel.clone())
+}
+
+fn catalog(app: &TestApp) -> CatalogServiceClient<Channel> {
+    CatalogServiceClient::new(app.channel.clone())
+}
+
+/// A request sent to `host` (as the edge and nginx pass the browser's `Host` on).
+fn at_host<T>(message: T, host: &str, token: Option<&str>) -> Request<T> {
+    let mut request = match token {
+        Some(token) => bearer(message, token),
+        None => Request::new(message),
+    };
+    request
+        .metadata_mut()
+        .insert("x-forwarded-host", host.parse().unwrap());
+    request
+}
+
+fn branding(name: &str, color: &str) -> pb::Branding {
+    pb::Branding {
+        display_name: name.into(),
+        logo_uri: format!(
+            "https://cdn.{}.test/logo.png",
+            name.to_lowercase().replace(' ', "")
+        ),
+        favicon_uri: String::new(),
+        primary_color: color.into(),
+        accent_color: "#FFAA00".into(),
+        support_email: "help@acme.test".into(),
+        mail_sender_name: name.into(),
+        website_uri: format!("https://www.{}.test", name.to_lowercase().replace(' ', "")),
+    }
+}
+
+/// An account on the enterprise plan, signed in; returns its name (`users/…`) and token.
+async fn enterprise_owner(app: &TestApp) -> (String, String) {
+    let email = app.register().await;
+    let db = &app.state.db;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        db,
+        &format!("UPDATE users SET plan = 'enterprise' WHERE email = '{email}'"),
+    )
+    .await
+    .unwrap();
+    let token = app.login(&email).await.access_token;
+    let me = app
+        .auth()
+        .get_me(bearer(pb::GetMeRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    (me.name, token)
+}
+
+async fn create(
+    app: &TestApp,
+    admin: &str,
+    id: &str,
+    owner: &str,
+    hosts: &[&str],
+    markup: i32,
+    brand: Option<pb::Branding>,
+) -> Result<pb::Tenant, tonic::Status> {
+    tenants(app)
+        .create_tenant(bearer(
+            pb::CreateTenantRequest {
+                tenant_id: id.into(),
+                tenant: Some(pb::Tenant {
+                    display_name: format!("{id} reseller"),
+                    owner: owner.into(),
+                    hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+                    branding: brand,
+                    markup_basis_points: markup,
+                    ..Default::default()
+                }),
+                request_id: uuid::Uuid::new_v4().to_string(),
+            },
+            admin,
+        ))
+        .await
+        .map(|r| r.into_inner().tenant.unwrap())
+}
+
+async fn price_at(app: &TestApp, host: Option<&str>, token: Option<&str>) -> i64 {
+    let message = pb::GetPriceRequest {
+        name: "services/whatsapp/prices/GB".into(),
+    };
+    let request = match (host, token) {
+        (Some(host), token) => at_host(message, host, token),
+        (None, Some(token)) => bearer(message, token),
+        (None, None) => Request::new(message),
+    };
+    catalog(app)
+        .get_price(request)
+        .await
+        .expect("a price")
+        .into_inner()
+        .price
+        .unwrap()
+        .price
+        .unwrap()
+        .minor_units
+}
+
+/// `base × (10 000 + markup) / 10 000`, halves up (the catalog's rule).
+fn marked_up(base: i64, markup: i64) -> i64 {
+    (base * (10_000 + markup) + 5_000) / 10_000
+}
+
+/// Registers at `host`, verifies the email from the mail sink, logs in and funds the
+/// wallet; returns the email and the token.
+async fn customer_at(app: &TestApp, host: &str, funds: i64) -> (String, String) {
+    let email = unique_email();
+    app.auth()
+        .register(at_host(
+            pb::RegisterRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+                referral_code: String::new(),
+            },
+            host,
+            None,
+        ))
+        .await
+        .expect("register at the tenant's host");
+    let token = app.nth_token_to(&email, 1).await;
+    app.auth()
+        .verify_email(pb::VerifyEmailRequest { token })
+        .await
+        .expect("verify email");
+    let token = app.login(&email).await.access_token;
+    let top_up = app.top_up(&token, funds).await;
+    app.sandbox()
+        .complete_payment(bearer(
+            pb::CompletePaymentRequest {
+                reference: top_up.reference,
+                outcome: 0,
+                paid_amount: None,
+            },
+            &token,
+        ))
+        .await
+        .expect("complete the sandbox payment");
+    (email, token)
+}
+
+async fn margin_lines(app: &TestApp, tenant_name: &str) -> i64 {
+    let slug = tenant_name.trim_start_matches("tenants/");
+    scalar(
+        &app.state.db,
+        &format!(
+            "SELECT COALESCE(CAST(SUM(l.amount) AS BIGINT), 0) FROM journal_lines l \
+             JOIN ledger_accounts a ON a.id = l.account_id AND a.kind = 'tenant_margin' \
+             JOIN journal_entries e ON e.id = l.entry_id \
+             JOIN users u ON u.id = e.user_id \
+             JOIN tenants t ON t.id = u.tenant_id \
+             WHERE t.slug = '{slug}'"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn customers_buy_at_their_tenants_prices_and_the_ledger_splits_the_sale() {
+    let app = spawn_app_with(&[("NAMASKAH_SANDBOX_SMS_DELAY", "off")]).await;
+    let admin = admin_session(&app).await;
+    let (acme_owner, acme_token) = enterprise_owner(&app).await;
+    let (bolt_owner, bolt_token) = enterprise_owner(&app).await;
+    let acme = create(
+        &app,
+        &admin.token,
+        "acme",
+        &acme_owner,
+        &["ACME.example.com", ACME_HOST],
+        5_000,
+        Some(branding("Acme SMS", "#112233")),
+    )
+    .await
+    .expect("create acme");
+    assert_eq!(acme.name, "tenants/acme");
+    assert_eq!(acme.hosts, vec!["acme.example.com", ACME_HOST]);
+    assert_eq!(acme.state, pb::TenantState::Active as i32);
+    let bolt = create(
+        &app,
+        &admin.token,
+        "bolt",
+        &bolt_owner,
+        &[BOLT_HOST],
+        1_000,
+        None,
+    )
+    .await
+    .expect("create bolt");
+    // Without branding of its own: the platform's look under the tenant's name.
+    assert_eq!(
+        bolt.branding.as_ref().unwrap().display_name,
+        "bolt reseller"
+    );
+
+    // Anonymous visitors see the storefront of the host they came to.
+    let platform = price_at(&app, None, None).await;
+    assert_eq!(
+        price_at(&app, Some("nobody.example.org"), None).await,
+        platform
+    );
+    assert_eq!(
+        price_at(&app, Some(ACME_HOST), None).await,
+        marked_up(platform, 5_000)
+    );
+    assert_eq!(
+        price_at(&app, Some("Acme.Example.com:443"), None).await,
+        marked_up(platform, 5_000)
+    );
+    assert_eq!(
+        price_at(&app, Some(BOLT_HOST), None).await,
+        marked_up(platform, 1_000)
+    );
+
+    // The owner fixes a price: never below its cost, never above the ceiling.
+    let set = |fixed: Option<i64>, token: &str| {
+        let token = token.to_owned();
+        let app_channel = app.channel.clone();
+        async move {
+            TenantServiceClient::new(app_channel)
+                .set_tenant_price(bearer(
+                    pb::SetTenantPriceRequest {
+                        name: "tenants/acme/services/whatsapp/prices/GB".into(),
+                        fixed_price: fixed.map(usd),
+                    },
+                    &token,
+                ))
+                .await
+        }
+    };
+    let below = set(Some(platform - 1), &acme_token).await.unwrap_err();
+    assert_error(&below, Code::InvalidArgument, "PRICE_BELOW_COST");
+    let above = set(Some(platform * 4 + 1), &acme_token).await.unwrap_err();
+    assert_error(&above, Code::InvalidArgument, "PRICE_ABOVE_LIMIT");
+    let fixed = set(Some(platform * 2), &acme_token)
+        .await
+        .expect("a fixed price")
+        .into_inner()
+        .price
+        .unwrap();
+    assert_eq!(fixed.source, pb::TenantPriceSource::Fixed as i32);
+    assert_eq!(fixed.base_price.unwrap().minor_units, platform);
+    assert_eq!(fixed.margin.unwrap().minor_units, platform);
+    // Another tenant's owner cannot touch it (or even see that it exists).
+    let foreign = set(Some(platform * 3), &bolt_token).await.unwrap_err();
+    assert_error(&foreign, Code::NotFound, "TENANT_NOT_FOUND");
+    assert_eq!(price_at(&app, Some(ACME_HOST), None).await, platform * 2);
+
+    let listed = tenants(&app)
+        .list_tenant_prices(bearer(
+            pb::ListTenantPricesRequest {
+                parent: "tenants/acme".into(),
+                fixed_only: true,
+                ..Default::default()
+            },
+            &acme_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.prices.len(), 1);
+    assert_eq!(
+        listed.prices[0].name,
+        "tenants/acme/services/whatsapp/prices/GB"
+    );
+    let all = tenants(&app)
+        .list_tenant_prices(bearer(
+            pb::ListTenantPricesRequest {
+                parent: "tenants/acme".into(),
+                page_size: 5,
+                ..Default::default()
+            },
+            &acme_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.prices.len(), 5);
+    assert!(!all.next_page_token.is_empty());
+    for p in &all.prices {
+        assert_eq!(p.source, pb::TenantPriceSource::Markup as i32);
+        let base = p.base_price.as_ref().unwrap().minor_units;
+        assert_eq!(
+            p.price.as_ref().unwrap().minor_units,
+            marked_up(base, 5_000)
+        );
+    }
+
+    // A customer signs up on acme's host: the mail is acme's, and so are the prices,
+    // wherever it calls from.
+    let (acme_email, acme_customer) = customer_at(&app, ACME_HOST, 10_000).await;
+    let mail = app.nth_mail_to(&acme_email, 1).await;
+    assert_eq!(mail["from_name"], "Acme SMS", "{mail}");
+    let text = mail["text"].as_str().unwrap();
+    assert!(text.starts_with("Welcome to Acme SMS."), "{text}");
+    assert!(
+        text.contains("https://www.acmesms.test/verify-email?token="),
+        "{text}"
+    );
+    assert_eq!(
+        price_at(&app, None, Some(&acme_customer)).await,
+        platform * 2
+    );
+    assert_eq!(
+        price_at(&app, Some(BOLT_HOST), Some(&acme_customer)).await,
+        platform * 2
+    );
+    let (_, bolt_customer) = customer_at(&app, BOLT_HOST, 10_000).await;
+    assert_eq!(
+        price_at(&app, None, Some(&bolt_customer)).await,
+        marked_up(platform, 1_000)
+    );
+    let (_, own_customer) = customer_at(&app, "localhost", 10_000).await;
+    assert_eq!(
+        price_at(&app, Some(ACME_HOST), Some(&own_customer)).await,
+        platform
+    );
+
+    // Buying holds the tenant's price; the code captures it: the platform's price to
+    // revenue, the rest to acme's margin.
+    let v = app
+        .buy(&acme_customer, "whatsapp", "GB")
+        .await
+        .expect("buy");
+    assert_eq!(v.price.as_ref().unwrap().minor_units, platform * 2);
+    assert_eq!(app.held(&acme_customer).await, platform * 2);
+    let done = app
+        .inject(
+            &acme_customer,
+            &v.phone_number,
+            "Your WhatsApp code 123456",
+            None,
+        )
+        .await
+        .unwrap()
+        .verification
+        .unwrap();
+    assert_eq!(status_of(&done), pb::VerificationStatus::Completed);
+    assert_eq!(app.balance(&acme_customer).await, 10_000 - platform * 2);
+    assert_eq!(margin_lines(&app, "tenants/acme").await, platform);
+    let revenue_line = scalar(
+        &app.state.db,
+        &format!(
+            "SELECT CAST(SUM(l.amount) AS BIGINT) FROM journal_lines l \
+             JOIN journal_entries e ON e.id = l.entry_id \
+             JOIN ledger_accounts a ON a.id = l.account_id \
+             WHERE e.business_key = 'settle:{}' AND a.code = 'platform:revenue:USD'",
+            v.name.trim_start_matches("verifications/")
+        ),
+    )
+    .await;
+    assert_eq!(revenue_line, platform);
+    // A bolt customer's sale at bolt's markup.
+    let w = app
+        .buy(&bolt_customer, "whatsapp", "GB")
+        .await
+        .expect("buy");
+    app.inject(&bolt_customer, &w.phone_number, "code 654321", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        margin_lines(&app, "tenants/bolt").await,
+        marked_up(platform, 1_000) - platform
+    );
+    // The platform's own customer: no margin anywhere.
+    let x = app.buy(&own_customer, "whatsapp", "GB").await.expect("buy");
+    assert_eq!(x.price.as_ref().unwrap().minor_units, platform);
+    app.inject(&own_customer, &x.phone_number, "code 777777", None)
+        .await
+        .unwrap();
+    assert_eq!(margin_lines(&app, "tenants/acme").await, platform);
+    assert_books_balance(&app.state.db).await;
+
+    // The reports: the owner's cover its tenant's customers only; the platform's every
+    // customer, with both tenants' margins.
+    let revenue = |tenant: &str, token: &str| {
+        let channel = app.channel.clone();
+        let tenant = tenant.to_owned();
+        let token = token.to_owned();
+        async move {
+            use chrono::Datelike;
+            let today = chrono::Utc::now().date_naive();
+            let date = Some(pb::Date {
+                year: today.year(),
+                month: today.month() as i32,
+                day: today.day() as i32,
+            });
+            namaskah_proto::v1::analytics_service_client::AnalyticsServiceClient::new(channel)
+                .get_revenue_analytics(bearer(
+                    pb::GetRevenueAnalyticsRequest {
+                        start_date: date,
+                        end_date: date,
+                        granularity: pb::TimeGranularity::Day as i32,
+                        tenant,
+                    },
+                    &token,
+                ))
+                .await
+                .map(|r| r.into_inner().total.unwrap())
+        }
+    };
+    let units = |m: Option<pb::Money>| m.map_or(0, |m| m.minor_units);
+    let acme_report = revenue("", &acme_token).await.expect("the owner's report");
+    assert_eq!(units(acme_report.verification_revenue), platform * 2);
+    assert_eq!(units(acme_report.reseller_margin), platform);
+    assert_eq!(units(acme_report.top_ups), 10_000);
+    assert_eq!(acme_report.completed_verifications, 1);
+    let err = revenue("tenants/bolt", &acme_token).await.unwrap_err();
+    assert_error(&err, Code::NotFound, "TENANT_NOT_FOUND");
+    let bolt_margin = marked_up(platform, 1_000) - platform;
+    let whole = revenue("", &admin.token)
+        .await
+        .expect("the platform's report");
+    assert_eq!(units(whole.reseller_margin), platform + bolt_margin);
+    assert_eq!(whole.completed_verifications, 3);
+    assert_eq!(
+        units(whole.verification_revenue),
+        platform * 2 + marked_up(platform, 1_000) + platform
+    );
+    let own = revenue("tenants/default", &admin.token).await.unwrap();
+    assert_eq!(units(own.verification_revenue), platform);
+    assert_eq!(units(own.reseller_margin), 0);
+    let as_admin = revenue("tenants/bolt", &admin.token).await.unwrap();
+    assert_eq!(units(as_admin.reseller_margin), bolt_margin);
+
+    // The owner sees its tenant with its margin and customers; not the other one.
+    let mine = tenants(&app)
+        .get_tenant(bearer(
+            pb::GetTenantRequest {
+                name: "tenants/acme".into(),
+            },
+            &acme_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(mine.margin_earned.unwrap().minor_units, platform);
+    assert_eq!(mine.customer_count, 1);
+    for (name, token) in [("tenants/bolt", &acme_token), ("tenants/acme", &bolt_token)] {
+        let err = tenants(&app)
+            .get_tenant(bearer(pb::GetTenantRequest { name: name.into() }, token))
+            .await
+            .unwrap_err();
+        assert_error(&err, Code::NotFound, "TENANT_NOT_FOUND");
+        let err = tenants(&app)
+            .list_tenant_prices(bearer(
+                pb::ListTenantPricesRequest {
+                    parent: name.into(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .unwrap_err();
+        assert_error(&err, Code::NotFound, "TENANT_NOT_FOUND");
+    }
+    let own_list = tenants(&app)
+        .list_tenants(bearer(pb::ListTenantsRequest::default(), &bolt_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenants;
+    assert_eq!(
+        own_list.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        vec!["tenants/bolt"]
+    );
+    // A customer's verification stays its own across tenants.
+    let err = app
+        .verifications()
+        .get_verification(bearer(
+            pb::GetVerificationRequest {
+                name: v.name.clone(),
+            },
+            &bolt_customer,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Branding by host, any case and port; unknown hosts get the platform's.
+    let get_branding = |host: &str| {
+        let channel = app.channel.clone();
+        let host = host.to_owned();
+        async move {
+            TenantServiceClient::new(channel)
+                .get_branding(pb::GetBrandingRequest { host })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let b = get_branding("SMS.Acme.TEST:8443").await.unwrap();
+    assert_eq!(b.tenant, "tenants/acme");
+    assert_eq!(b.branding.unwrap().primary_color, "#112233");
+    assert_eq!(
+        get_branding("other.example.org").await.unwrap().tenant,
+        "tenants/default"
+    );
+    let err = get_branding("not a host").await.unwrap_err();
+    assert_invalid(&err, "host");
+    let by_request_host = tenants(&app)
+        .get_branding(at_host(pb::GetBrandingRequest::default(), BOLT_HOST, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_request_host.tenant, "tenants/bolt");
+
+    // The owner edits its branding: refreshed at once; but hosts are the administrators'.
+    let updated = tenants(&app)
+        .update_tenant(bearer(
+            pb::UpdateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: "tenants/acme".into(),
+                    branding: Some(pb::Branding {
+                        logo_uri: "https://cdn.acme.test/new.png".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["branding.logoUri".into()],
+                }),
+            },
+            &acme_token,
+        ))
+        .await
+        .expect("owner updates the logo")
+        .into_inner()
+        .tenant
+        .unwrap();
+    let brand = updated.branding.unwrap();
+    assert_eq!(brand.logo_uri, "https://cdn.acme.test/new.png");
+    assert_eq!(brand.display_name, "Acme SMS", "other fields kept");
+    assert_eq!(
+        get_branding(ACME_HOST)
+            .await
+            .unwrap()
+            .branding
+            .unwrap()
+            .logo_uri,
+        "https://cdn.acme.test/new.png"
+    );
+    let err = tenants(&app)
+        .update_tenant(bearer(
+            pb::UpdateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: "tenants/acme".into(),
+                    hosts: vec!["steal.example.com".into()],
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["hosts".into()],
+                }),
+            },
+            &acme_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "FIELD_NOT_EDITABLE");
+}
+
+#[tokio::test]
+async fn administrators_manage_tenants_and_bad_input_is_refused() {
+    let app = spawn_app_with(&[("NAMASKAH_PLATFORM_HOSTS", "namaskah.test")]).await;
+    let admin = admin_session(&app).await;
+    let (owner, owner_token) = enterprise_owner(&app).await;
+    let (_, customer) = app.signed_in().await;
+
+    // Customers and administrators without a TOTP session are refused, and audited.
+    let err = create(&app, &customer, "acme", &owner, &[], 0, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "ADMIN_REQUIRED");
+    let err = create(&app, &admin.password_only, "acme", &owner, &[], 0, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TOTP_REQUIRED");
+    let denied = scalar(
+        &app.state.db,
+        "SELECT COUNT(*) FROM audit_log_entries WHERE method = 'namaskah.v1.TenantService/CreateTenant' AND outcome = 'denied'",
+    )
+    .await;
+    assert_eq!(denied, 2);
+
+    // Bad owners, ids, hosts, branding and markups.
+    let (starter, _) = app.signed_in().await;
+    let starter_name = {
+        let id = scalar(
+            &app.state.db,
+            &format!("SELECT COUNT(*) FROM users WHERE email = '{starter}'"),
+        )
+        .await;
+        assert_eq!(id, 1);
+        let tokens = app.login(&starter).await;
+        app.auth()
+            .get_me(bearer(pb::GetMeRequest {}, &tokens.access_token))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+            .name
+    };
+    let err = create(&app, &admin.token, "acme", &starter_name, &[], 0, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "ENTERPRISE_PLAN_REQUIRED");
+    let nobody = format!("users/{}", uuid::Uuid::now_v7());
+    let err = create(&app, &admin.token, "acme", &nobody, &[], 0, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "USER_NOT_FOUND");
+    for bad_id in ["a", "Acme", "default", "-acme", "acme_sms"] {
+        let err = create(&app, &admin.token, bad_id, &owner, &[], 0, None)
+            .await
+            .unwrap_err();
+        assert_invalid(&err, "tenant_id");
+    }
+    let err = create(&app, &admin.token, "acme", &owner, &["not a host"], 0, None)
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "tenant.hosts[0]");
+    let err = create(
+        &app,
+        &admin.token,
+        "acme",
+        &owner,
+        &["namaskah.test"],
+        0,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "HOST_TAKEN");
+    let err = create(&app, &admin.token, "acme", &owner, &[], 30_001, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "MARKUP_OUT_OF_RANGE");
+    let mut evil = branding("Acme", "#112233");
+    evil.display_name = "<script>alert(1)</script>".into();
+    evil.logo_uri = format!("https://cdn.acme.test/{}", "x".repeat(2_100));
+    evil.primary_color = "red".into();
+    let err = create(&app, &admin.token, "acme", &owner, &[], 0, Some(evil))
+        .await
+        .unwrap_err();
+    assert_invalid_fields(
+        &err,
+        &[
+            "tenant.branding.display_name",
+            "tenant.branding.logo_uri",
+            "tenant.branding.primary_color",
+        ],
+    );
+    assert_eq!(count_rows(&app, "tenants").await, 0, "nothing half-written");
+
+    // Created once per request_id; the id and hosts are unique.
+    let request = pb::CreateTenantRequest {
+        tenant_id: "acme".into(),
+        tenant: Some(pb::Tenant {
+            display_name: "Acme".into(),
+            owner: owner.clone(),
+            hosts: vec![ACME_HOST.into()],
+            ..Default::default()
+        }),
+        request_id: "create-acme-1".into(),
+    };
+    let first = tenants(&app)
+        .create_tenant(bearer(request.clone(), &admin.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    let again = tenants(&app)
+        .create_tenant(bearer(request.clone(), &admin.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(first.create_time, again.create_time);
+    let mut changed = request.clone();
+    changed.tenant.as_mut().unwrap().display_name = "Other".into();
+    let err = tenants(&app)
+        .create_tenant(bearer(changed, &admin.token))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "IDEMPOTENCY_CONFLICT");
+    let err = create(&app, &admin.token, "acme", &owner, &[], 0, None)
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "TENANT_ID_TAKEN");
+    let err = create(
+        &app,
+        &admin.token,
+        "acme-two",
+        &owner,
+        &[ACME_HOST],
+        0,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "HOST_TAKEN");
+    assert_eq!(count_rows(&app, "tenants").await, 1);
+
+    // Update masks: unknown and output-only fields are refused.
+    for path in ["state", "margin_earned", "nonsense"] {
+        let err = tenants(&app)
+            .update_tenant(bearer(
+                pb::UpdateTenantRequest {
+                    tenant: Some(pb::Tenant {
+                        name: "tenants/acme".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec![path.into()],
+                    }),
+                },
+                &admin.token,
+            ))
+            .await
+            .unwrap_err();
+        assert_error(&err, Code::InvalidArgument, "INVALID_UPDATE_MASK");
+    }
+
+    // A suspension stops the tenant's customers at once; their money is kept.
+    let (_, acme_customer) = customer_at(&app, ACME_HOST, 5_000).await;
+    let err = tenants(&app)
+        .suspend_tenant(bearer(
+            pb::SuspendTenantRequest {
+                name: "tenants/acme".into(),
+                reason: "x".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "reason");
+    let suspended = tenants(&app)
+        .suspend_tenant(bearer(
+            pb::SuspendTenantRequest {
+                name: "tenants/acme".into(),
+                reason: "unpaid invoices".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(suspended.state, pb::TenantState::Suspended as i32);
+    assert_eq!(suspended.suspend_reason, "unpaid invoices");
+    let err = app
+        .auth()
+        .get_me(bearer(pb::GetMeRequest {}, &acme_customer))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TENANT_SUSPENDED");
+    let err = app
+        .wallet()
+        .get_balance(bearer(pb::GetBalanceRequest {}, &acme_customer))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TENANT_SUSPENDED");
+    let kept = scalar(
+        &app.state.db,
+        "SELECT CAST(SUM(balance) AS BIGINT) FROM ledger_accounts a JOIN users u ON u.id = a.owner_id WHERE a.kind = 'wallet' AND u.tenant_id IS NOT NULL",
+    )
+    .await;
+    assert_eq!(kept, 5_000);
+    let branding = tenants(&app)
+        .get_branding(pb::GetBrandingRequest {
+            host: ACME_HOST.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        branding.tenant, "tenants/default",
+        "a suspended tenant shows the platform"
+    );
+    // The owner (a platform customer) still works; the platform's tenant cannot be
+    // suspended.
+    assert!(
+        app.auth()
+            .get_me(bearer(pb::GetMeRequest {}, &owner_token))
+            .await
+            .is_ok()
+    );
+    let err = tenants(&app)
+        .suspend_tenant(bearer(
+            pb::SuspendTenantRequest {
+                name: "tenants/default".into(),
+                reason: "testing".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "DEFAULT_TENANT");
+    tenants(&app)
+        .reactivate_tenant(bearer(
+            pb::ReactivateTenantRequest {
+                name: "tenants/acme".into(),
+                reason: String::new(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(app.balance(&acme_customer).await, 5_000);
+
+    // Every change is in the audit log, with its before and after.
+    let changes = scalar(
+        &app.state.db,
+        "SELECT COUNT(*) FROM audit_log_entries WHERE method IN ('namaskah.v1.TenantService/CreateTenant', 'namaskah.v1.TenantService/SuspendTenant', 'namaskah.v1.TenantService/ReactivateTenant') AND outcome = 'succeeded' AND after IS NOT NULL",
+    )
+    .await;
+    assert_eq!(changes, 3);
+}
+
+/// How each RPC keeps one tenant's customers from another's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isolation {
+    /// Holds no customer's data (sign-up, sign-in, the catalog in the caller's storefront,
+    /// plans, branding, conversion events, webhooks with their signatures).
+    Public,
+    /// Acts on the calling account only; no field names another account's data.
+    CallerOnly,
+    /// Names a resource that belongs to one account: another tenant's is not found.
+    Named,
+    /// Administrators only: customers and tenant owners are refused.
+    AdminOnly,
+    /// A tenant's own data: another tenant's owner finds nothing.
+    TenantOwner,
+}
+
+/// Every RPC of the contract, with its rule: a new RPC without one fails
+/// `every_rpc_has_an_isolation_rule`, and every rule but `Public` and `CallerOnly` is
+/// exercised across two tenants below.
+fn isolation(method: &str) -> Option<Isolation> {
+    use Isolation::*;
+    Some(match method {
+        // A refresh token is its own proof: whoever holds it holds the session.
+        "AuthService.RefreshToken"
+        | "AuthService.Logout"
+        | "AuthService.Register"
+        | "AuthService.VerifyEmail"
+        | "AuthService.ResendVerificationEmail"
+        | "AuthService.Login"
+        | "AuthService.RequestPasswordReset"
+        | "AuthService.ResetPassword"
+        | "CatalogService.ListServices"
+        | "CatalogService.ListCountries"
+        | "CatalogService.GetPrice"
+        | "SubscriptionService.ListPlans"
+        | "TenantService.GetBranding"
+        | "AnalyticsService.TrackEvent"
+        | "WebhookService.ReceiveWebhook" => Public,
+        "AuthService.GetMe"
+        | "AuthService.CreateApiKey"
+        | "AuthService.ListApiKeys"
+        | "AuthService.SetupTwoFactor"
+        | "AuthService.ConfirmTwoFactor"
+        | "AuthService.DisableTwoFactor"
+        | "SubscriptionService.GetSubscription"
+        | "SubscriptionService.ChangePlan"
+        | "SubscriptionService.CancelSubscription"
+        | "SubscriptionService.GetUsage"
+        | "SubscriptionService.SetUsageAlert"
+        | "VerificationService.CreateVerification"
+        | "VerificationService.ListVerifications"
+        | "VerificationService.WatchVerifications"
+        | "WalletService.GetBalance"
+        | "WalletService.ListTransactions"
+        | "WalletService.CreateTopUp" => CallerOnly,
+        "AuthService.RevokeApiKey"
+        | "VerificationService.GetVerification"
+        | "VerificationService.CancelVerification"
+        | "VerificationService.WatchVerification"
+        | "WalletService.VerifyTopUp"
+        | "SandboxService.InjectSms"
+        | "SandboxService.CompletePayment" => Named,
+        "AdminService.ListUsers"
+        | "AdminService.GetUser"
+        | "AdminService.AdjustBalance"
+        | "AdminService.SuspendUser"
+        | "AdminService.ReactivateUser"
+        | "AdminService.SetServicePrice"
+        | "AdminService.RefundVerification"
+        | "AdminService.ListAuditLogEntries"
+        | "TenantService.CreateTenant"
+        | "TenantService.SuspendTenant"
+        | "TenantService.ReactivateTenant" => AdminOnly,
+        "TenantService.GetTenant"
+        | "TenantService.ListTenants"
+        | "TenantService.UpdateTenant"
+        | "TenantService.ListTenantPrices"
+        | "TenantService.SetTenantPrice"
+        // Owners get their own tenant's reports; administrators anyone's.
+        | "AnalyticsService.GetRevenueAnalytics"
+        | "AnalyticsService.GetConversionFunnel"
+        | "AnalyticsService.GetCustomerMetrics" => TenantOwner,
+        _ => return None,
+    })
+}
+
+/// Every RPC in the descriptor set, as `Service.Method`.
+fn every_rpc() -> Vec<String> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(namaskah_proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set");
+    set.file
+        .iter()
+        .filter(|f| f.package() == "namaskah.v1")
+        .flat_map(|f| f.service.iter())
+        .flat_map(|s| {
+            s.method
+                .iter()
+                .map(move |m| format!("{}.{}", s.name(), m.name()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_rpc_has_an_isolation_rule() {
+    let rpcs = every_rpc();
+    assert!(rpcs.len() > 50, "{rpcs:?}");
+    let missing: Vec<&String> = rpcs.iter().filter(|m| isolation(m).is_none()).collect();
+    assert!(
+        missing.is_empty(),
+        "RPCs without a tenant isolation rule (add them to `isolation` and to the cross-tenant test): {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_rpc_reaches_another_tenants_data() {
+    use namaskah_proto::v1::admin_service_client::AdminServiceClient;
+    use namaskah_proto::v1::analytics_service_client::AnalyticsServiceClient;
+    let app = spawn_app_with(&[("NAMASKAH_SANDBOX_SMS_DELAY", "off")]).await;
+    let admin = admin_session(&app).await;
+    let (acme_owner, _) = enterprise_owner(&app).await;
+    let (bolt_owner, bolt_owner_token) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &acme_owner,
+        &[ACME_HOST],
+        2_000,
+        None,
+    )
+    .await
+    .unwrap();
+    create(
+        &app,
+        &admin.token,
+        "bolt",
+        &bolt_owner,
+        &[BOLT_HOST],
+        2_000,
+        None,
+    )
+    .await
+    .unwrap();
+
+    // Acme's customer and what it owns.
+    let (_, acme) = customer_at(&app, ACME_HOST, 10_000).await;
+    let key = app
+        .auth()
+        .create_api_key(bearer(
+            pb::CreateApiKeyRequest {
+                display_name: "ci".into(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key
+        .unwrap();
+    let verification = app.buy(&acme, "whatsapp", "GB").await.unwrap();
+    let top_up = app.top_up(&acme, 500).await;
+
+    // Bolt's customer reaches for each of them.
+    let (_, bolt) = customer_at(&app, BOLT_HOST, 10_000).await;
+    let mut exercised = std::collections::BTreeSet::new();
+    for rpc in every_rpc() {
+        let rule = isolation(&rpc).unwrap();
+        let refusal: Option<tonic::Status> = match (rule, rpc.as_str()) {
+            (Isolation::Public | Isolation::CallerOnly, _) => None,
+            (_, "AuthService.RevokeApiKey") => app
+                .auth()
+                .revoke_api_key(bearer(
+                    pb::RevokeApiKeyRequest {
+                        name: key.name.clone(),
+                    },
+                    &bolt,
+                ))
+                .await
+                .err(),
+            (_, "VerificationService.GetVerification") => app
+                .verifications()
+                .get_verification(bearer(
+                    pb::GetVerificationRequest {
+                        name: verification.name.clone(),
+                    },
+                    &bolt,
+                ))
+                .await
+                .err(),
+            (_, "VerificationService.CancelVerification") => app
+                .verifications()
+                .cancel_verification(bearer(
+                    pb::CancelVerificationRequest {
+                        name: verification.name.clone(),
+                    },
+                    &bolt,
+                ))
+                .await
+                .err(),
+            (_, "VerificationService.WatchVerification") => match app
+                .verifications()
+                .watch_verification(bearer(
+                    pb::WatchVerificationRequest {
+                        name: verification.name.clone(),
+                        after_sequence: 0,
+                    },
+                    &bolt,
+                ))
+                .await
+            {
+                Err(status) => Some(status),
+                Ok(mut stream) => stream.get_mut().message().await.err(),
+            },
+            (_, "WalletService.VerifyTopUp") => app
+                .wallet()
+                .verify_top_up(bearer(
+                    pb::VerifyTopUpRequest {
+                        reference: top_up.reference.clone(),
+                    },
+                    &bolt,
+                ))
+                .await
+                .err(),
+            (_, "SandboxService.InjectSms") => app
+                .inject(&bolt, &verification.phone_number, "code 424242", None)
+                .await
+                .err(),
+            (_, "SandboxService.CompletePayment") => app
+                .sandbox()
+                .complete_payment(bearer(
+                    pb::CompletePaymentRequest {
+                        reference: top_up.reference.clone(),
+                        outcome: 0,
+                        paid_amount: None,
+                    },
+                    &bolt,
+                ))
+                .await
+                .err(),
+            (Isolation::AdminOnly, rpc) => {
+                // Tenant owners are not administrators.
+                let token = bolt_owner_token.as_str();
+                let admin_client = || AdminServiceClient::new(app.channel.clone());
+                let t = || tenants(&app);
+                match rpc {
+                    "AdminService.ListUsers" => admin_client()
+                        .list_users(bearer(
+                            pb::ListUsersRequest {
+                                tenant: "tenants/acme".into(),
+                                ..Default::default()
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "AdminService.GetUser" => admin_client()
+                        .get_user(bearer(pb::GetUserRequest::default(), token))
+                        .await
+                        .err(),
+                    "AdminService.AdjustBalance" => admin_client()
+                        .adjust_balance(bearer(pb::AdjustBalanceRequest::default(), token))
+                        .await
+                        .err(),
+                    "AdminService.SuspendUser" => admin_client()
+                        .suspend_user(bearer(pb::SuspendUserRequest::default(), token))
+                        .await
+                        .err(),
+                    "AdminService.ReactivateUser" => admin_client()
+                        .reactivate_user(bearer(pb::ReactivateUserRequest::default(), token))
+                        .await
+                        .err(),
+                    "AdminService.SetServicePrice" => admin_client()
+                        .set_service_price(bearer(pb::SetServicePriceRequest::default(), token))
+                        .await
+                        .err(),
+                    "AdminService.RefundVerification" => admin_client()
+                        .refund_verification(bearer(
+                            pb::RefundVerificationRequest::default(),
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "AdminService.ListAuditLogEntries" => admin_client()
+                        .list_audit_log_entries(bearer(
+                            pb::ListAuditLogEntriesRequest::default(),
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "TenantService.CreateTenant" => t()
+                        .create_tenant(bearer(pb::CreateTenantRequest::default(), token))
+                        .await
+                        .err(),
+                    "TenantService.SuspendTenant" => t()
+                        .suspend_tenant(bearer(
+                            pb::SuspendTenantRequest {
+                                name: "tenants/acme".into(),
+                                reason: "a rival".into(),
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "TenantService.ReactivateTenant" => t()
+                        .reactivate_tenant(bearer(
+                            pb::ReactivateTenantRequest {
+                                name: "tenants/acme".into(),
+                                reason: String::new(),
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    other => panic!("no cross-tenant call written for {other}"),
+                }
+                .inspect(|status| {
+                    assert_error(status, Code::PermissionDenied, "ADMIN_REQUIRED");
+                })
+            }
+            (Isolation::TenantOwner, rpc) => {
+                let token = bolt_owner_token.as_str();
+                let t = || tenants(&app);
+                let analytics = || AnalyticsServiceClient::new(app.channel.clone());
+                let acme_name = || "tenants/acme".to_owned();
+                match rpc {
+                    "AnalyticsService.GetRevenueAnalytics" => analytics()
+                        .get_revenue_analytics(bearer(
+                            pb::GetRevenueAnalyticsRequest {
+                                tenant: "tenants/acme".into(),
+                                ..Default::default()
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "AnalyticsService.GetConversionFunnel" => analytics()
+                        .get_conversion_funnel(bearer(
+                            pb::GetConversionFunnelRequest {
+                                tenant: "tenants/acme".into(),
+                                ..Default::default()
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "AnalyticsService.GetCustomerMetrics" => analytics()
+                        .get_customer_metrics(bearer(
+                            pb::GetCustomerMetricsRequest {
+                                tenant: "tenants/acme".into(),
+                                ..Default::default()
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+
+                    "TenantService.GetTenant" => t()
+                        .get_tenant(bearer(pb::GetTenantRequest { name: acme_name() }, token))
+                        .await
+                        .err(),
+                    "TenantService.ListTenants" => {
+                        let listed = t()
+                            .list_tenants(bearer(
+                                pb::ListTenantsRequest {
+                                    owner: acme_owner.clone(),
+                                    ..Default::default()
+                                },
+                                token,
+                            ))
+                            .await
+                            .unwrap()
+                            .into_inner();
+                        assert!(listed.tenants.is_empty(), "{listed:?}");
+                        Some(tonic::Status::not_found("listed nothing"))
+                    }
+                    "TenantService.UpdateTenant" => t()
+                        .update_tenant(bearer(
+                            pb::UpdateTenantRequest {
+                                tenant: Some(pb::Tenant {
+                                    name: acme_name(),
+                                    display_name: "owned".into(),
+                                    ..Default::default()
+                                }),
+                                update_mask: Some(prost_types::FieldMask {
+                                    paths: vec!["display_name".into()],
+                                }),
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "TenantService.ListTenantPrices" => t()
+                        .list_tenant_prices(bearer(
+                            pb::ListTenantPricesRequest {
+                                parent: acme_name(),
+                                ..Default::default()
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    "TenantService.SetTenantPrice" => t()
+                        .set_tenant_price(bearer(
+                            pb::SetTenantPriceRequest {
+                                name: "tenants/acme/services/whatsapp/prices/GB".into(),
+                                fixed_price: Some(usd(100_000)),
+                            },
+                            token,
+                        ))
+                        .await
+                        .err(),
+                    other => panic!("no cross-tenant call written for {other}"),
+                }
+            }
+            (Isolation::Named, other) => panic!("no cross-tenant call written for {other}"),
+        };
+        if matches!(rule, Isolation::Public | Isolation::CallerOnly) {
+            continue;
+        }
+        let status = refusal.unwrap_or_else(|| panic!("{rpc} let another tenant's caller through"));
+        if rule != Isolation::AdminOnly {
+            assert!(
+                matches!(
+                    status.code(),
+                    Code::NotFound | Code::InvalidArgument | Code::Unauthenticated
+                ),
+                "{rpc}: {status:?}"
+            );
+        }
+        exercised.insert(rpc);
+    }
+    assert_eq!(exercised.len(), 26, "{exercised:?}");
+
+    // Nothing of acme's moved: its verification is still active, its top-up pending, its
+    // key live, its tenant's name unchanged.
+    let v = app.get_verification(&acme, &verification.name).await;
+    assert_eq!(status_of(&v), pb::VerificationStatus::Active);
+    assert_eq!(
+        app.balance(&acme).await,
+        10_000 - v.price.unwrap().minor_units
+    );
+    let keys = app
+        .auth()
+        .list_api_keys(bearer(pb::ListApiKeysRequest::default(), &acme))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_keys;
+    assert!(keys.iter().all(|k| k.revoke_time.is_none()), "{keys:?}");
+    let acme_tenant = tenants(&app)
+        .get_tenant(bearer(
+            pb::GetTenantRequest {
+                name: "tenants/acme".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(acme_tenant.display_name, "acme reseller");
+    // And bolt's customer's own lists hold nothing of acme's.
+    let listed = app
+        .verifications()
+        .list_verifications(bearer(pb::ListVerificationsRequest::default(), &bolt))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.verifications.is_empty());
+}
