@@ -29,7 +29,7 @@ RAISED='[{"plan": "starter", "requests_per_minute": 100000000}]'
 mkdir -p "$OUT"
 
 command -v wrk >/dev/null 2>&1 || { echo "edge.sh: wrk is needed (apt-get install wrk)" >&2; exit 2; }
-cargo build --release -q -p namaskah-server -p namaskah-edge -p namaskah-bench
+[[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p namaskah-server -p namaskah-edge -p namaskah-bench
 
 read -r GRPC_PORT EDGE_PORT STANDALONE_PORT < <(python3 -c '
 import socket

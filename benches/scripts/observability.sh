@@ -27,7 +27,7 @@ S=./target/release/namaskah-server
 RAISED='[{"plan": "starter", "requests_per_minute": 100000000}]'
 mkdir -p "$OUT"
 
-cargo build --release -q -p namaskah-server -p namaskah-bench
+[[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p namaskah-server -p namaskah-bench
 
 read -r ADDR_PORT METRICS_PORT SENTRY_PORT < <(python3 -c '
 import socket

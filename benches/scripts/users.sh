@@ -31,7 +31,7 @@ L=./target/release/namaskah-load
 mkdir -p "$OUT"
 
 command -v nginx >/dev/null 2>&1 || { echo "users.sh: nginx is needed (apt-get install nginx; see .ci/run)" >&2; exit 2; }
-cargo build --release -q -p namaskah-server -p namaskah-edge -p namaskah-bench
+[[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p namaskah-server -p namaskah-edge -p namaskah-bench
 
 DB_URL="${PG_ADMIN_URL%/*}/$DB"
 PREFIX="bench-users:$$:"
