@@ -15,7 +15,7 @@ L=./target/release/namaskah-load
 OUT=benches/out
 mkdir -p "$OUT"
 
-cargo build --release -q -p namaskah-server -p namaskah-bench
+[[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p namaskah-server -p namaskah-bench
 
 db_url() { echo "${PG_ADMIN_URL%/*}/namaskah_bench"; }
 summary() { # name, json

@@ -19,7 +19,7 @@ S=./target/release/namaskah-server
 OUT=benches/out
 mkdir -p "$OUT"
 
-cargo build --release -q -p namaskah-bench -p namaskah-server
+[[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p namaskah-bench -p namaskah-server
 
 DB_URL="${PG_ADMIN_URL%/*}/$DB"
 SERVER=

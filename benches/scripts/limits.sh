@@ -19,7 +19,7 @@ OUT=benches/out
 RAISED='[{"plan": "starter", "requests_per_minute": 100000000}]'
 mkdir -p "$OUT"
 
-cargo build --release -q -p namaskah-server -p namaskah-bench
+[[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p namaskah-server -p namaskah-bench
 
 db_url() { echo "${PG_ADMIN_URL%/*}/namaskah_bench"; }
 rps() { python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["rps"]))' "$1"; }

@@ -10,6 +10,7 @@ use crate::duration::parse_duration;
 use crate::ledger::{DEFAULT_MAX_HOLD, DEFAULT_WALLET_FUNDS, DEFAULT_WALLETS, LedgerOptions};
 use crate::runner::{Bound, LoadPlan};
 use crate::scenario::{Account, Credentials, Scenario};
+use crate::users::UserOptions;
 use crate::verifications::{
     DEFAULT_CANCEL, DEFAULT_COUNTRY, DEFAULT_SERVICE, DEFAULT_STREAMS, DEFAULT_TOP_UP,
     DEFAULT_VERIFICATIONS, VerificationOptions,
@@ -163,6 +164,40 @@ pub struct Cli {
     /// server, of PostgreSQL (local postgres processes) and of the whole machine.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+
+    /// users: the shortest pause before a step.
+    #[arg(long, value_parser = parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub think_min: Duration,
+
+    /// users: the longest pause before a step.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub think_max: Duration,
+
+    /// users: each user starts its first visit at a random moment within this.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub ramp: Duration,
+
+    /// users: the chance per visit of logging in again instead of reusing the session.
+    #[arg(long, default_value_t = 0.05, value_name = "P")]
+    pub relogin: f64,
+
+    /// users: the chance per visit of a top-up the wallet does not need yet (a wallet that
+    /// cannot pay twice the price is always topped up, by --top-up cents).
+    #[arg(long, default_value_t = 0.1, value_name = "P")]
+    pub top_up_chance: f64,
+
+    /// users: the chance per purchase of cancelling instead of waiting for the code.
+    #[arg(long, default_value_t = 0.2, value_name = "P")]
+    pub cancel_chance: f64,
+
+    /// users: the longest a user waits on the stream for its code or its cancellation.
+    #[arg(long, value_parser = parse_duration, default_value = "30s", value_name = "DURATION")]
+    pub code_wait: Duration,
+
+    /// users: a process on this machine (NAME=PID, repeatable) whose CPU time and memory
+    /// over the measured part are reported, from /proc.
+    #[arg(long = "process", value_parser = crate::users::parse_process, value_name = "NAME=PID")]
+    pub processes: Vec<(String, u32)>,
 }
 
 /// The default length of a run bounded by neither --duration nor --total.
@@ -226,6 +261,32 @@ impl Cli {
             streams: self.streams,
             cancel: self.cancel,
             server_pid: self.server_pid,
+        };
+        options.check()?;
+        Ok(options)
+    }
+
+    /// The users scenario's options, checked. `--mail-sink` may name several files,
+    /// separated by `:` (one per server instance).
+    pub fn user_options(&self) -> anyhow::Result<UserOptions> {
+        if self.setup_only {
+            bail!("--setup-only is not for the users scenario; it sets up its users on every run");
+        }
+        let options = UserOptions {
+            mail_sinks: self
+                .mail_sink
+                .as_deref()
+                .map(|sinks| std::env::split_paths(sinks).collect())
+                .unwrap_or_default(),
+            top_up: self.top_up,
+            think_min: self.think_min,
+            think_max: self.think_max,
+            ramp: self.ramp,
+            relogin: self.relogin,
+            top_up_chance: self.top_up_chance,
+            cancel_chance: self.cancel_chance,
+            code_wait: self.code_wait,
+            processes: self.processes.clone(),
         };
         options.check()?;
         Ok(options)
@@ -427,6 +488,56 @@ mod tests {
             .unwrap()
             .verification_options()
             .is_err()
+        );
+    }
+
+    #[test]
+    fn user_options() {
+        let cli = parse(&[
+            "--scenario",
+            "users",
+            "--mail-sink",
+            "/tmp/a.jsonl:/tmp/b.jsonl",
+            "--concurrency",
+            "1000",
+            "--connections",
+            "100",
+            "--think-min",
+            "500ms",
+            "--cancel-chance",
+            "0.5",
+            "--process",
+            "server-1=11",
+            "--process",
+            "server-2=12",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario, Scenario::Users);
+        let options = cli.user_options().unwrap();
+        assert_eq!(
+            options.mail_sinks,
+            vec![PathBuf::from("/tmp/a.jsonl"), PathBuf::from("/tmp/b.jsonl")]
+        );
+        assert_eq!(options.think_min, Duration::from_millis(500));
+        assert_eq!(options.think_max, Duration::from_secs(3));
+        assert_eq!(options.cancel_chance, 0.5);
+        assert_eq!(
+            options.processes,
+            vec![("server-1".to_owned(), 11), ("server-2".to_owned(), 12)]
+        );
+        let bad = |args: &[&str]| {
+            let mut all = vec!["--scenario", "users", "--mail-sink", "m"];
+            all.extend_from_slice(args);
+            parse(&all).map_or(true, |cli| cli.user_options().is_err())
+        };
+        assert!(bad(&["--relogin", "1.5"]));
+        assert!(bad(&["--think-min", "5s", "--think-max", "1s"]));
+        assert!(bad(&["--process", "nope"]));
+        assert!(
+            parse(&["--scenario", "users"])
+                .unwrap()
+                .user_options()
+                .is_err()
         );
     }
 

@@ -5,7 +5,8 @@
 //! workers, the run's bound), [`stats`] (per-worker counts and an HDR histogram),
 //! [`report`] (summary, text, ghz JSON), [`duration`] (`30s`-style durations), [`cli`], and
 //! [`ledger`] (the one scenario that drives the database instead of the gRPC server), and
-//! [`verifications`] (buying, reading and watching verifications from funded accounts).
+//! [`verifications`] (buying, reading and watching verifications from funded accounts), and
+//! [`users`] (many customers at once, each a loop of log in, browse, top up, buy, watch).
 
 pub mod analytics_data;
 pub mod cli;
@@ -15,4 +16,5 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod stats;
+pub mod users;
 pub mod verifications;

@@ -14,7 +14,7 @@ use namaskah_bench::ledger::{self, redact_database_url};
 use namaskah_bench::report::{GhzReport, RunDescription, Summary, render_text};
 use namaskah_bench::runner::{self, Bound, LoadPlan};
 use namaskah_bench::scenario::{Scenario, Workload, shell_export};
-use namaskah_bench::verifications;
+use namaskah_bench::{users, verifications};
 
 /// The exit status when the ledger run happened but its books do not balance (or the
 /// database holds another number of entries than the driver counted).
@@ -42,6 +42,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if cli.scenario.is_verification() {
         return run_verifications(cli, plan).await;
+    }
+    if cli.scenario == Scenario::Users {
+        return run_users(cli, plan).await;
     }
     runner::check_address(&cli.addr)?;
     let channels = runner::connect(&cli.addr, plan.connections, cli.connect_timeout).await?;
@@ -136,6 +139,28 @@ async fn run_verifications(cli: Cli, plan: LoadPlan) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+async fn run_users(cli: Cli, plan: LoadPlan) -> anyhow::Result<ExitCode> {
+    let options = cli.user_options()?;
+    runner::check_address(&cli.addr)?;
+    let channels = runner::connect(&cli.addr, plan.connections, cli.connect_timeout).await?;
+    announce(&cli, &plan, &cli.addr);
+    let description = describe(
+        &cli,
+        &plan,
+        plan.connections,
+        cli.addr.clone(),
+        options.request_json(plan.concurrency),
+        BTreeMap::from([(
+            "authorization".to_owned(),
+            "(each user's own session)".to_owned(),
+        )]),
+    );
+    let outcome = users::run(&options, &plan, &channels, interrupt()).await?;
+    let text = outcome.render_text(&description);
+    emit(&cli, &text, || outcome.json(&description, now()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn announce(cli: &Cli, plan: &LoadPlan, target: &str) {
     let bound = match plan.bound {
         Bound::Duration(duration) if cli.scenario == Scenario::WatchStreams => {
@@ -151,6 +176,11 @@ fn announce(cli: &Cli, plan: &LoadPlan, target: &str) {
     };
     let lanes = if cli.scenario.is_database() {
         format!("{} in flight", plan.concurrency)
+    } else if cli.scenario == Scenario::Users {
+        format!(
+            "{} users over {} connections",
+            plan.concurrency, plan.connections
+        )
     } else if cli.scenario == Scenario::WatchStreams {
         format!(
             "{} connections, {} streams opening at once",

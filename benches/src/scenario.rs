@@ -50,6 +50,11 @@ pub enum Scenario {
     /// once, the server's memory read around them (--server-pid), then a live-event check.
     #[value(name = "watch_streams", alias = "watch-streams")]
     WatchStreams,
+    /// A mix: --concurrency users, each a loop of log in (now and then), GetMe and
+    /// GetBalance, ListServices, ListCountries, GetPrice, a sandbox top-up (sometimes),
+    /// CreateVerification, then WatchVerification until the code (or CancelVerification),
+    /// with think times between the steps.
+    Users,
 }
 
 impl Scenario {
@@ -63,6 +68,7 @@ impl Scenario {
             Scenario::CreateVerification => "create_verification",
             Scenario::GetVerification => "get_verification",
             Scenario::WatchStreams => "watch_streams",
+            Scenario::Users => "users",
         }
     }
 
@@ -91,6 +97,9 @@ impl Scenario {
             Scenario::CreateVerification => "namaskah.v1.VerificationService.CreateVerification",
             Scenario::GetVerification => "namaskah.v1.VerificationService.GetVerification",
             Scenario::WatchStreams => "namaskah.v1.VerificationService.WatchVerification",
+            Scenario::Users => {
+                "(a mix of AuthService, CatalogService, WalletService, SandboxService and VerificationService calls)"
+            }
         }
     }
 }
@@ -199,7 +208,10 @@ impl Workload {
             Scenario::Ledger => {
                 bail!("the ledger scenario talks to the database, not to a gRPC server")
             }
-            Scenario::CreateVerification | Scenario::GetVerification | Scenario::WatchStreams => {
+            Scenario::CreateVerification
+            | Scenario::GetVerification
+            | Scenario::WatchStreams
+            | Scenario::Users => {
                 bail!(
                     "the {} scenario sets up its own accounts (see namaskah_bench::verifications)",
                     scenario.name()
