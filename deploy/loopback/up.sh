@@ -191,10 +191,13 @@ n=$run_dir/nginx
 cat >"$n/nginx.conf" <<EOF
 # Rendered by deploy/loopback/up.sh: nginx in the foreground, unprivileged, its files here.
 daemon off;
-worker_processes 1;
+worker_processes auto;
+# Each call in flight and each open watch stream holds a client and an upstream connection:
+# 1,000 users with their watches ran out of 1,024 (benches/RESULTS.md).
+worker_rlimit_nofile 20000;
 pid $n/nginx.pid;
 error_log $n/error.log warn;
-events { worker_connections 1024; }
+events { worker_connections 8192; }
 http {
     client_body_temp_path $n/client_body;
     proxy_temp_path $n/proxy;
