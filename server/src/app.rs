@@ -206,7 +206,7 @@ impl Application {
             Arc::clone(&router) as Arc<dyn Inventory>,
             config.plans.clone(),
         ));
-        identity.set_brands(Arc::clone(&catalog) as Arc<dyn crate::identity::service::Brands>);
+        identity.set_brands(&(Arc::clone(&catalog) as Arc<dyn crate::identity::service::Brands>));
         let seeded = catalog
             .seed()
             .await

@@ -172,7 +172,9 @@ pub struct Identity {
     /// Funnel steps (registered, email verified).
     tracker: Tracker,
     /// Tenants' brands for mails; set once at start-up (none: the platform's for all).
-    brands: OnceLock<Arc<dyn Brands>>,
+    /// Weak: the catalog that answers holds this room, and a cycle would keep both (and
+    /// their database pools) alive after the application stops.
+    brands: OnceLock<std::sync::Weak<dyn Brands>>,
 }
 
 fn hashing_error(e: impl std::fmt::Display) -> ApiError {
@@ -252,8 +254,8 @@ impl Identity {
     }
 
     /// Lets mails to tenants' customers carry their tenant's brand (once, at start-up).
-    pub fn set_brands(&self, brands: Arc<dyn Brands>) {
-        if self.brands.set(brands).is_err() {
+    pub fn set_brands(&self, brands: &Arc<dyn Brands>) {
+        if self.brands.set(Arc::downgrade(brands)).is_err() {
             tracing::warn!("the brands were set twice; keeping the first");
         }
     }
@@ -269,7 +271,7 @@ impl Identity {
                 .trim_end_matches('/')
                 .to_owned(),
         };
-        match (tenant, self.brands.get()) {
+        match (tenant, self.brands.get().and_then(std::sync::Weak::upgrade)) {
             (Some(_), Some(brands)) => brands.mail_brand(tenant).await.unwrap_or_else(platform),
             _ => platform(),
         }
