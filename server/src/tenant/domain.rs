@@ -160,9 +160,8 @@ pub fn check_hosts(field: &str, hosts: &[String], v: &mut Violations) -> Vec<Str
     let mut out: Vec<String> = Vec::with_capacity(hosts.len());
     for (i, raw) in hosts.iter().enumerate() {
         match normalize_host(raw) {
-            Some(host) if raw.contains(':') => {
+            Some(_) if raw.contains(':') => {
                 v.add(&format!("{field}[{i}]"), "must not carry a port");
-                let _ = host;
             }
             Some(host) if out.contains(&host) => {
                 v.add(&format!("{field}[{i}]"), format!("{host} is listed twice"));

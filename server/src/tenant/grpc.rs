@@ -54,6 +54,28 @@ impl TenantApi {
         }
         Ok(Access::Owner(principal.user_id))
     }
+
+    /// `SuspendTenant` and `ReactivateTenant`: administrators only.
+    async fn set_suspended<T>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+        name: &str,
+        reason: &str,
+        suspended: bool,
+    ) -> Result<pb::Tenant, Status> {
+        let Access::Admin(actor) = self.access(request, method, name, false).await? else {
+            return Err(
+                ApiError::permission_denied("ADMIN_REQUIRED", "administrators only").into(),
+            );
+        };
+        let slug = domain::parse_name("name", name)?;
+        let view = self
+            .tenants
+            .set_suspended(&actor, &slug, reason, suspended)
+            .await?;
+        Ok(tenant(view))
+    }
 }
 
 fn branding(b: Branding) -> pb::Branding {
@@ -220,22 +242,13 @@ impl TenantService for TenantApi {
         &self,
         request: Request<pb::SuspendTenantRequest>,
     ) -> Result<Response<pb::SuspendTenantResponse>, Status> {
-        let name = request.get_ref().name.clone();
-        let Access::Admin(actor) = self
-            .access(&request, service::SUSPEND_TENANT, &name, false)
-            .await?
-        else {
-            return Err(
-                ApiError::permission_denied("ADMIN_REQUIRED", "administrators only").into(),
-            );
-        };
-        let slug = domain::parse_name("name", &name)?;
-        let view = self
-            .tenants
-            .set_suspended(&actor, &slug, &request.get_ref().reason, true)
+        let r = request.get_ref();
+        let (name, reason) = (r.name.clone(), r.reason.clone());
+        let tenant = self
+            .set_suspended(&request, service::SUSPEND_TENANT, &name, &reason, true)
             .await?;
         Ok(Response::new(pb::SuspendTenantResponse {
-            tenant: Some(tenant(view)),
+            tenant: Some(tenant),
         }))
     }
 
@@ -243,22 +256,13 @@ impl TenantService for TenantApi {
         &self,
         request: Request<pb::ReactivateTenantRequest>,
     ) -> Result<Response<pb::ReactivateTenantResponse>, Status> {
-        let name = request.get_ref().name.clone();
-        let Access::Admin(actor) = self
-            .access(&request, service::REACTIVATE_TENANT, &name, false)
-            .await?
-        else {
-            return Err(
-                ApiError::permission_denied("ADMIN_REQUIRED", "administrators only").into(),
-            );
-        };
-        let slug = domain::parse_name("name", &name)?;
-        let view = self
-            .tenants
-            .set_suspended(&actor, &slug, &request.get_ref().reason, false)
+        let r = request.get_ref();
+        let (name, reason) = (r.name.clone(), r.reason.clone());
+        let tenant = self
+            .set_suspended(&request, service::REACTIVATE_TENANT, &name, &reason, false)
             .await?;
         Ok(Response::new(pb::ReactivateTenantResponse {
-            tenant: Some(tenant(view)),
+            tenant: Some(tenant),
         }))
     }
 

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr,
 };
 use uuid::Uuid;
 
@@ -189,17 +189,43 @@ pub async fn replace_hosts(
     Ok(Written::Done)
 }
 
-/// How many customers a tenant has.
-pub async fn customer_count(conn: &impl ConnectionTrait, tenant: Uuid) -> Result<u64, StoreError> {
-    Ok(users::Entity::find()
-        .filter(users::Column::TenantId.eq(tenant))
-        .count(conn)
-        .await?)
+/// How many customers each of `tenants` has (a tenant without any is missing).
+pub async fn customer_counts(
+    conn: &impl ConnectionTrait,
+    tenants: &[Uuid],
+) -> Result<HashMap<Uuid, u64>, StoreError> {
+    if tenants.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Option<Uuid>, i64)> = users::Entity::find()
+        .select_only()
+        .column(users::Column::TenantId)
+        .column_as(users::Column::Id.count(), "customers")
+        .filter(users::Column::TenantId.is_in(tenants.iter().copied()))
+        .group_by(users::Column::TenantId)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(tenant, n)| Some((tenant?, u64::try_from(n).unwrap_or(0))))
+        .collect())
 }
 
 /// Every tenant's fixed prices.
 pub async fn all_fixed_prices(conn: &impl ConnectionTrait) -> Result<Vec<FixedPrice>, StoreError> {
     Ok(tenant_prices::Entity::find().all(conn).await?)
+}
+
+/// One tenant's fixed prices.
+pub async fn fixed_prices_of(
+    conn: &impl ConnectionTrait,
+    tenant: Uuid,
+) -> Result<Vec<FixedPrice>, StoreError> {
+    Ok(tenant_prices::Entity::find()
+        .filter(tenant_prices::Column::TenantId.eq(tenant))
+        .all(conn)
+        .await?)
 }
 
 /// Every tenant, with its host names.

@@ -650,6 +650,46 @@ pub async fn wallet_line(
         .await?)
 }
 
+/// [`account_total`] of several accounts in two queries, by account code (an account that
+/// never moved is missing: its total is zero).
+pub async fn account_totals(
+    conn: &impl ConnectionTrait,
+    accounts: &[AccountRef],
+) -> Result<std::collections::HashMap<String, i64>, LedgerError> {
+    let codes: Vec<String> = accounts.iter().map(AccountRef::code).collect();
+    if codes.is_empty() {
+        return Ok(Default::default());
+    }
+    let found: Vec<(Uuid, String)> = ledger_accounts::Entity::find()
+        .select_only()
+        .column(ledger_accounts::Column::Id)
+        .column(ledger_accounts::Column::Code)
+        .filter(ledger_accounts::Column::Code.is_in(codes))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if found.is_empty() {
+        return Ok(Default::default());
+    }
+    let sums: Vec<(Uuid, Option<i64>)> = journal_lines::Entity::find()
+        .select_only()
+        .column(journal_lines::Column::AccountId)
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(amount), 0) AS BIGINT)"),
+            "total",
+        )
+        .filter(journal_lines::Column::AccountId.is_in(found.iter().map(|(id, _)| *id)))
+        .group_by(journal_lines::Column::AccountId)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let code_of: std::collections::HashMap<Uuid, String> = found.into_iter().collect();
+    Ok(sums
+        .into_iter()
+        .filter_map(|(id, total)| Some((code_of.get(&id)?.clone(), total.unwrap_or(0))))
+        .collect())
+}
+
 /// The sum of an account's lines: the balance of a platform or tenant account (they keep
 /// no balance column). Zero for an account that never moved.
 pub async fn account_total(
