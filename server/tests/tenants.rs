@@ -584,6 +584,99 @@ async fn customers_buy_at_their_tenants_prices_and_the_ledger_splits_the_sale() 
 }
 
 #[tokio::test]
+async fn billing_mails_to_a_tenants_customer_carry_the_tenants_brand() {
+    let app = spawn_app().await;
+    let admin = admin_session(&app).await;
+    let (owner, _) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &owner,
+        &[ACME_HOST],
+        0,
+        Some(branding("Acme SMS", "#112233")),
+    )
+    .await
+    .expect("create acme");
+    let (email, token) = customer_at(&app, ACME_HOST, 2_900).await;
+    let platform_token = app.funded(2_900).await;
+    let platform_email = app
+        .auth()
+        .get_me(bearer(pb::GetMeRequest {}, &platform_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .email;
+    let subscriptions =
+        namaskah_proto::v1::subscription_service_client::SubscriptionServiceClient::new(
+            app.channel.clone(),
+        );
+    // Both take Pro with every cent they have: the renewal cannot be paid.
+    for who in [&token, &platform_token] {
+        subscriptions
+            .clone()
+            .change_plan(bearer(
+                pb::ChangePlanRequest {
+                    plan: pb::PlanTier::Pro as i32,
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                },
+                who,
+            ))
+            .await
+            .expect("upgrade to pro");
+    }
+    let end = subscriptions
+        .clone()
+        .get_subscription(bearer(pb::GetSubscriptionRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .and_then(|s| s.current_period_end_time)
+        .expect("a period end");
+    let end = chrono::DateTime::from_timestamp(end.seconds, 0).unwrap();
+    let after_end = end + chrono::Duration::seconds(1);
+    app.state.clock.set(after_end);
+    for _ in 0..100 {
+        if app.state.clock.now() >= after_end {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(app.state.clock.now() >= after_end, "the clock moved on");
+    app.state.billing.renew_due().await.unwrap();
+    app.state.outbox.drain().await;
+
+    let about = |to: &str| -> Vec<serde_json::Value> {
+        app.mails()
+            .into_iter()
+            .filter(|m| m["to"] == to && m["subject"].as_str().unwrap().contains("Starter"))
+            .collect()
+    };
+    let tenant_mails = about(&email);
+    assert_eq!(tenant_mails.len(), 1, "{tenant_mails:?}");
+    assert_eq!(
+        tenant_mails[0]["subject"],
+        "Your Acme SMS plan is now Starter"
+    );
+    assert_eq!(tenant_mails[0]["from_name"], "Acme SMS");
+    let platform_mails = about(&platform_email);
+    assert_eq!(platform_mails.len(), 1, "{platform_mails:?}");
+    assert_eq!(
+        platform_mails[0]["subject"],
+        "Your Namaskah plan is now Starter"
+    );
+    assert!(
+        platform_mails[0]["from_name"].is_null(),
+        "{}",
+        platform_mails[0]
+    );
+}
+
+#[tokio::test]
 async fn administrators_manage_tenants_and_bad_input_is_refused() {
     let app = spawn_app_with(&[("NAMASKAH_PLATFORM_HOSTS", "namaskah.test")]).await;
     let admin = admin_session(&app).await;

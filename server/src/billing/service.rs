@@ -627,9 +627,10 @@ impl Billing {
         let Ok(Some(account)) = repo::user(&self.db, user).await else {
             return;
         };
+        let brand = self.identity.mail_brand(account.tenant_id).await;
         self.outbox.send(Mail {
             to: account.email,
-            subject: "Your Namaskah plan is now Starter".to_owned(),
+            subject: format!("Your {} plan is now Starter", brand.name),
             text: format!(
                 "We could not renew your {} plan: it costs {} and your wallet could not pay it.\n\
                  Your account is on the free Starter plan from now on (100 API requests a minute, list prices).\n\
@@ -637,7 +638,7 @@ impl Billing {
                 self.plans.terms(from).display_name,
                 view::dollars(fee)
             ),
-            from_name: None,
+            from_name: brand.sender,
         });
     }
 
@@ -728,9 +729,10 @@ impl Billing {
                 if repo::finish_close(&self.db, user, start, &closing, now).await? && first {
                     tracing::warn!(%user, over, charge, "overage unpaid: the wallet is short");
                     if let Ok(Some(account)) = repo::user(&self.db, user).await {
+                        let brand = self.identity.mail_brand(account.tenant_id).await;
                         self.outbox.send(Mail {
                             to: account.email,
-                            subject: "Your Namaskah usage charge is due".to_owned(),
+                            subject: format!("Your {} usage charge is due", brand.name),
                             text: format!(
                                 "Your billing period from {} to {} used {over} API calls beyond its allowance: {} is due.\n\
                                  Your wallet could not pay it. Top up your wallet: we will take it automatically.",
@@ -738,7 +740,7 @@ impl Billing {
                                 period.period_end.format("%Y-%m-%d"),
                                 view::dollars(charge)
                             ),
-                            from_name: None,
+                            from_name: brand.sender,
                         });
                     }
                 }
@@ -824,6 +826,7 @@ impl Billing {
             }
             tracing::info!(%user, threshold, calls = period.api_calls, "usage alert");
             if let Some(account) = repo::user(&self.db, user).await? {
+                let brand = self.identity.mail_brand(account.tenant_id).await;
                 let used = domain::percent_used(period.api_calls, period.included_api_calls);
                 self.outbox.send(Mail {
                     to: account.email,
@@ -836,7 +839,7 @@ impl Billing {
                         period.included_api_calls,
                         view::dollars(period.overage_per_thousand)
                     ),
-                    from_name: None,
+                    from_name: brand.sender,
                 });
             }
         }

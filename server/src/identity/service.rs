@@ -260,7 +260,9 @@ impl Identity {
         }
     }
 
-    async fn mail_brand(&self, tenant: Option<Uuid>) -> MailBrand {
+    /// The brand mails to a customer of `tenant` carry (`None`, an unknown tenant or no
+    /// brands set: the platform's).
+    pub async fn mail_brand(&self, tenant: Option<Uuid>) -> MailBrand {
         let platform = || MailBrand {
             name: "Namaskah".to_owned(),
             sender: None,
