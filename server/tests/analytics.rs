@@ -320,6 +320,18 @@ async fn reports_are_for_administrators_with_a_totp_session_and_check_their_rang
         .await
         .expect_err("a customer");
     assert_error(&status, Code::PermissionDenied, "ADMIN_REQUIRED");
+    // Whatever it asks for: a malformed tenant name is refused the same way.
+    let status = analytics(&app)
+        .get_revenue_analytics(bearer(
+            pb::GetRevenueAnalyticsRequest {
+                tenant: "not a tenant".into(),
+                ..ok.clone()
+            },
+            &customer,
+        ))
+        .await
+        .expect_err("a customer");
+    assert_error(&status, Code::PermissionDenied, "ADMIN_REQUIRED");
     let status = analytics(&app)
         .get_customer_metrics(bearer(
             pb::GetCustomerMetricsRequest {
@@ -337,14 +349,14 @@ async fn reports_are_for_administrators_with_a_totp_session_and_check_their_rang
         .await
         .expect_err("no credentials");
     assert_eq!(status.code(), Code::Unauthenticated);
-    // Both refusals of a signed-in caller are in the audit log.
+    // The three refusals of signed-in callers are in the audit log.
     assert_eq!(
         scalar(
             &app.state.db,
             "SELECT COUNT(*) FROM audit_log_entries WHERE method LIKE 'namaskah.v1.AnalyticsService/%' AND outcome = 'denied'"
         )
         .await,
-        2
+        3
     );
 
     let admin = |r: pb::GetRevenueAnalyticsRequest| {

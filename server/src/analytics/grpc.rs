@@ -55,9 +55,11 @@ impl AnalyticsApi {
         let principal = crate::authn::caller(request)?;
         let profile = self.identity.me(principal).await?;
         let tenant = tenant.trim();
+        // Parsed now, refused only once the caller is known to be allowed to ask: a
+        // customer learns nothing from a malformed name but that it is not an administrator.
         let slug = match tenant {
-            "" => None,
-            name => Some(crate::tenant::domain::parse_name("tenant", name)?),
+            "" => Ok(None),
+            name => crate::tenant::domain::parse_name("tenant", name).map(Some),
         };
         let book = self.catalog.current().await?;
         if profile.role != Role::Admin.as_str() {
@@ -68,7 +70,7 @@ impl AnalyticsApi {
                 .filter(|t| t.owner == principal.user_id)
                 .collect();
             if !owned.is_empty() {
-                let chosen = match &slug {
+                let chosen = match &slug? {
                     Some(slug) => owned.iter().find(|t| &t.slug == slug),
                     None if owned.len() == 1 => owned.first(),
                     None => {
@@ -93,7 +95,7 @@ impl AnalyticsApi {
             "analytics",
         )
         .await?;
-        match slug.as_deref() {
+        match slug?.as_deref() {
             None => Ok(Audience::Platform),
             Some(crate::tenant::domain::DEFAULT_TENANT) => Ok(Audience::Tenant(None)),
             Some(slug) => match book.tenant_by_slug(slug) {
