@@ -389,6 +389,7 @@ impl Application {
                 VerificationServiceServer::new(VerificationApi::new(
                     Arc::clone(&state.verifications),
                     stop_rx.clone(),
+                    config.watch_recheck,
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )

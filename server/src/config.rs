@@ -163,6 +163,10 @@ pub struct Config {
     /// How often the verification jobs (polling, expiry, provider cleanup) run
     /// (`NAMASKAH_JOB_INTERVAL`, default 1s).
     pub job_interval: Duration,
+    /// How often an open watch stream reads storage for its unfinished verifications, so an
+    /// event whose live publication was lost (an instance died between its commit and its
+    /// publish) still reaches the watcher (`NAMASKAH_WATCH_RECHECK`, default 15 s).
+    pub watch_recheck: Duration,
     pub sentry: SentryConfig,
     /// The plans' terms (`NAMASKAH_PLANS` overrides the defaults).
     pub plans: crate::billing::plans::PlanBook,
@@ -586,6 +590,7 @@ impl Config {
             gateway_timeout: r.duration("NAMASKAH_GATEWAY_TIMEOUT", "10s")?,
             provider_timeout: r.duration("NAMASKAH_PROVIDER_TIMEOUT", "10s")?,
             job_interval: r.duration("NAMASKAH_JOB_INTERVAL", "1s")?,
+            watch_recheck: r.duration("NAMASKAH_WATCH_RECHECK", "15s")?,
             sentry: SentryConfig {
                 dsn: sentry_dsn,
                 environment: r

@@ -271,18 +271,7 @@ async fn the_sandbox_sends_a_code_by_itself_and_the_watcher_sees_it() {
     .await;
     let token = app.funded(500).await;
     let v = app.buy(&token, "discord", "GB").await.unwrap();
-    let mut stream = app
-        .verifications()
-        .watch_verification(bearer(
-            pb::WatchVerificationRequest {
-                name: v.name.clone(),
-                after_sequence: 0,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = app.watch(&token, &v.name, 0).await.unwrap();
     let mut events = Vec::new();
     let collected = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(message) = stream.next().await {
@@ -323,20 +312,11 @@ async fn streams_resume_from_a_sequence_and_end_on_finished_verifications() {
     app.inject(&token, &v.phone_number, "Uber code 4321", None)
         .await
         .unwrap();
-    let mut client = app.verifications();
-
     // Replay from the start: every stored event, in order, then the end.
-    let replayed: Vec<pb::VerificationEvent> = client
-        .watch_verification(bearer(
-            pb::WatchVerificationRequest {
-                name: v.name.clone(),
-                after_sequence: 1,
-            },
-            &token,
-        ))
+    let replayed: Vec<pb::VerificationEvent> = app
+        .watch(&token, &v.name, 1)
         .await
         .unwrap()
-        .into_inner()
         .map(|m| m.unwrap().event.unwrap())
         .collect()
         .await;
@@ -348,47 +328,22 @@ async fn streams_resume_from_a_sequence_and_end_on_finished_verifications() {
     );
 
     // A finished verification: its snapshot, then the end.
-    let snapshot: Vec<pb::VerificationEvent> = client
-        .watch_verification(bearer(
-            pb::WatchVerificationRequest {
-                name: v.name.clone(),
-                after_sequence: 0,
-            },
-            &token,
-        ))
+    let snapshot: Vec<pb::VerificationEvent> = app
+        .watch(&token, &v.name, 0)
         .await
         .unwrap()
-        .into_inner()
         .map(|m| m.unwrap().event.unwrap())
         .collect()
         .await;
     assert_eq!(snapshot.len(), 1);
     assert_eq!(snapshot[0].sequence, 4);
 
-    let err = client
-        .watch_verification(bearer(
-            pb::WatchVerificationRequest {
-                name: v.name.clone(),
-                after_sequence: 5,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_err();
+    let err = app.watch(&token, &v.name, 5).await.unwrap_err();
     assert_error(&err, Code::OutOfRange, "SEQUENCE_OUT_OF_RANGE");
 
     // Someone else's verification does not exist for them, streams included.
     let other = app.funded(100).await;
-    let err = client
-        .watch_verification(bearer(
-            pb::WatchVerificationRequest {
-                name: v.name.clone(),
-                after_sequence: 0,
-            },
-            &other,
-        ))
-        .await
-        .unwrap_err();
+    let err = app.watch(&other, &v.name, 0).await.unwrap_err();
     assert_error(&err, Code::NotFound, "VERIFICATION_NOT_FOUND");
 }
 
@@ -434,6 +389,77 @@ async fn a_live_watch_of_all_verifications_sees_every_event_in_order() {
     assert!(got.is_ok(), "all events arrive: {seen:?}");
     assert_eq!(seen[&a.name], vec![1, 2, 3]);
     assert_eq!(seen[&b.name], vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn watches_read_storage_for_changes_whose_live_event_never_came() {
+    let app = spawn_app_with(&[
+        ("NAMASKAH_SANDBOX_SMS_DELAY", "off"),
+        ("NAMASKAH_WATCH_RECHECK", "300ms"),
+    ])
+    .await;
+    // The SMS lands on an instance whose feed this one never hears.
+    let other = app.spawn_detached_peer().await;
+    let token = app.funded(1_000).await;
+    let v = app.buy(&token, "telegram", "DE").await.unwrap();
+    let mut one = app.watch(&token, &v.name, 0).await.unwrap();
+    let mut all = app
+        .verifications()
+        .watch_verifications(bearer(
+            pb::WatchVerificationsRequest {
+                include_snapshots: true,
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    other
+        .inject(&token, &v.phone_number, "Telegram code: 51842", None)
+        .await
+        .unwrap();
+    let types = |events: &[pb::VerificationEvent]| -> Vec<(i64, pb::VerificationEventType)> {
+        events
+            .iter()
+            .map(|e| {
+                let kind = pb::VerificationEventType::try_from(e.r#type).unwrap();
+                (e.sequence, kind)
+            })
+            .collect()
+    };
+    let single = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut events = Vec::new();
+        while let Some(message) = one.next().await {
+            events.push(message.unwrap().event.unwrap());
+        }
+        events
+    })
+    .await
+    .expect("the single watch ends after COMPLETED without a live event");
+    assert_eq!(
+        types(&single),
+        vec![
+            (2, pb::VerificationEventType::Snapshot),
+            (3, pb::VerificationEventType::SmsReceived),
+            (4, pb::VerificationEventType::Completed),
+        ]
+    );
+    assert_eq!(single[1].message.as_ref().unwrap().code, "51842");
+    let account = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut events = Vec::new();
+        while events.len() < 3 {
+            events.push(all.next().await.unwrap().unwrap().event.unwrap());
+        }
+        events
+    })
+    .await
+    .expect("the account's watch brings the SMS and the end without a live event");
+    assert_eq!(types(&account), types(&single));
+    // After the end the account's watch stays open and quiet: nothing is repeated.
+    let more = tokio::time::timeout(Duration::from_millis(900), all.next()).await;
+    assert!(more.is_err(), "no event after the end: {more:?}");
+    other.shutdown().await.unwrap();
+    assert_books_balance(&app.state.db).await;
 }
 
 #[tokio::test]
@@ -815,18 +841,7 @@ async fn a_watcher_on_one_instance_sees_an_sms_delivered_through_another() {
     let b = a.spawn_peer().await;
     let token = a.funded(500).await;
     let v = a.buy(&token, "signal", "NL").await.unwrap();
-    let mut stream = a
-        .verifications()
-        .watch_verification(bearer(
-            pb::WatchVerificationRequest {
-                name: v.name.clone(),
-                after_sequence: 0,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = a.watch(&token, &v.name, 0).await.unwrap();
     let first = stream.next().await.unwrap().unwrap().event.unwrap();
     assert_eq!(
         pb::VerificationEventType::try_from(first.r#type).unwrap(),

@@ -6,15 +6,22 @@
 //! order. A gap (an event it never heard, a lagging buffer, a Redis reconnect) is filled
 //! from storage, so a watcher never skips or repeats a sequence number. Each stream is a
 //! small state machine polled by the connection's task: no task or channel of its own.
-use std::collections::{HashMap, VecDeque};
+//!
+//! The live feed is a notification, not the record: an instance can commit a change and
+//! die before it publishes. So every `recheck` interval a watch also reads storage for the
+//! verifications it follows that have not ended, and nothing waits on a lost publication
+//! for longer than that.
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use namaskah_proto::v1 as pb;
 use namaskah_proto::v1::verification_service_server::VerificationService;
 use prost::Message as _;
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -32,15 +39,38 @@ const CATCH_UP_PAGE: u64 = 200;
 pub struct VerificationApi {
     verifications: Arc<Verifications>,
     stop: watch::Receiver<bool>,
+    recheck: Duration,
 }
 
 impl VerificationApi {
     /// `stop` turns true when the server shuts down: open streams then end with
-    /// `UNAVAILABLE`, and clients resume elsewhere with `after_sequence`.
-    pub fn new(verifications: Arc<Verifications>, stop: watch::Receiver<bool>) -> Self {
+    /// `UNAVAILABLE`, and clients resume elsewhere with `after_sequence`. Open streams read
+    /// storage every `recheck` for events the live feed did not bring.
+    pub fn new(
+        verifications: Arc<Verifications>,
+        stop: watch::Receiver<bool>,
+        recheck: Duration,
+    ) -> Self {
         Self {
             verifications,
             stop,
+            recheck,
+        }
+    }
+
+    fn watch(&self, rx: broadcast::Receiver<Arc<FeedEvent>>, only: Option<Uuid>) -> Watch {
+        Watch {
+            verifications: Arc::clone(&self.verifications),
+            rx,
+            stop: self.stop.clone(),
+            only,
+            last: HashMap::new(),
+            ended: HashSet::new(),
+            queue: VecDeque::new(),
+            finished: false,
+            error: None,
+            recheck: self.recheck,
+            next_recheck: Instant::now() + self.recheck,
         }
     }
 }
@@ -94,11 +124,16 @@ struct Watch {
     only: Option<Uuid>,
     /// The last sequence sent, per verification.
     last: HashMap<Uuid, i64>,
+    /// Verifications whose terminal event was sent: a recheck skips them.
+    ended: HashSet<Uuid>,
     queue: VecDeque<pb::VerificationEvent>,
     /// End after the queue drains (a single verification reached its end).
     finished: bool,
     /// A terminal error to send after the queue.
     error: Option<Status>,
+    recheck: Duration,
+    /// When storage is next read for unfinished verifications.
+    next_recheck: Instant,
 }
 
 impl Watch {
@@ -127,22 +162,38 @@ impl Watch {
         self.last.insert(id, event.sequence);
         let terminal = is_terminal_event(&event);
         self.queue.push_back(event);
-        if terminal && self.only.is_some() {
-            self.finished = true;
+        if terminal {
+            if self.only.is_some() {
+                self.finished = true;
+            } else {
+                self.ended.insert(id);
+            }
         }
+    }
+
+    /// Reads storage for every followed verification; for those whose end was sent only
+    /// if `include_ended` (a message can still arrive after the end, but a periodic
+    /// recheck leaves those to the feed).
+    async fn catch_up_all(&mut self, include_ended: bool) -> Result<(), Status> {
+        let known: Vec<Uuid> = match self.only {
+            Some(id) => vec![id],
+            None => self
+                .last
+                .keys()
+                .filter(|id| include_ended || !self.ended.contains(id))
+                .copied()
+                .collect(),
+        };
+        for id in known {
+            self.catch_up(id).await?;
+        }
+        Ok(())
     }
 
     /// Handles one live event.
     async fn on_event(&mut self, event: Arc<FeedEvent>) -> Result<(), Status> {
         if event.is_resync() {
-            let known: Vec<Uuid> = match self.only {
-                Some(id) => vec![id],
-                None => self.last.keys().copied().collect(),
-            };
-            for id in known {
-                self.catch_up(id).await?;
-            }
-            return Ok(());
+            return self.catch_up_all(true).await;
         }
         if self.only.is_some_and(|id| id != event.verification) {
             return Ok(());
@@ -176,33 +227,34 @@ impl Watch {
                 return None;
             }
             let received = tokio::select! {
-                _ = self.stop.wait_for(|stop| *stop) => None,
-                received = self.rx.recv() => Some(received),
+                _ = self.stop.wait_for(|stop| *stop) => Woke::Stop,
+                received = self.rx.recv() => Woke::Feed(received),
+                () = tokio::time::sleep_until(self.next_recheck) => Woke::Recheck,
             };
             let outcome = match received {
-                None => Err(shutting_down()),
-                Some(Ok(event)) => self.on_event(event).await,
-                Some(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    let known: Vec<Uuid> = match self.only {
-                        Some(id) => vec![id],
-                        None => self.last.keys().copied().collect(),
-                    };
-                    let mut result = Ok(());
-                    for id in known {
-                        if let Err(e) = self.catch_up(id).await {
-                            result = Err(e);
-                            break;
-                        }
-                    }
-                    result
+                Woke::Stop => Err(shutting_down()),
+                Woke::Recheck => {
+                    self.next_recheck = Instant::now() + self.recheck;
+                    self.catch_up_all(false).await
                 }
-                Some(Err(broadcast::error::RecvError::Closed)) => Err(shutting_down()),
+                Woke::Feed(Ok(event)) => self.on_event(event).await,
+                Woke::Feed(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    self.catch_up_all(true).await
+                }
+                Woke::Feed(Err(broadcast::error::RecvError::Closed)) => Err(shutting_down()),
             };
             if let Err(status) = outcome {
                 self.error = Some(status);
             }
         }
     }
+}
+
+/// What woke a waiting watch.
+enum Woke {
+    Stop,
+    Feed(Result<Arc<FeedEvent>, broadcast::error::RecvError>),
+    Recheck,
 }
 
 fn into_stream<T: Send + 'static>(
@@ -343,16 +395,8 @@ impl VerificationService for VerificationApi {
             .into());
         }
         let terminal = VStatus::parse(&row.status).is_some_and(VStatus::is_terminal);
-        let mut watch = Watch {
-            verifications: Arc::clone(&self.verifications),
-            rx,
-            stop: self.stop.clone(),
-            only: Some(id),
-            last: HashMap::from([(id, r.after_sequence)]),
-            queue: VecDeque::new(),
-            finished: false,
-            error: None,
-        };
+        let mut watch = self.watch(rx, Some(id));
+        watch.last.insert(id, r.after_sequence);
         if r.after_sequence == 0 {
             let view = self.verifications.view_of(row).await?;
             watch.last.insert(id, view.row.last_sequence);
@@ -377,16 +421,7 @@ impl VerificationService for VerificationApi {
     ) -> Result<Response<Self::WatchVerificationsStream>, Status> {
         let principal = caller(&request)?.clone();
         let rx = self.verifications.feed().subscribe(principal.user_id);
-        let mut watch = Watch {
-            verifications: Arc::clone(&self.verifications),
-            rx,
-            stop: self.stop.clone(),
-            only: None,
-            last: HashMap::new(),
-            queue: VecDeque::new(),
-            finished: false,
-            error: None,
-        };
+        let mut watch = self.watch(rx, None);
         if request.get_ref().include_snapshots {
             for view in self.verifications.open_views(&principal).await? {
                 watch.last.insert(view.row.id, view.row.last_sequence);

@@ -54,6 +54,21 @@ impl TestApp {
         .await
     }
 
+    /// Starts another instance on the same database and signing key that does not share
+    /// this one's live feed or caches (its own Redis key prefix): as an instance whose
+    /// publications never reach this one, e.g. one that died after committing.
+    pub async fn spawn_detached_peer(&self) -> TestApp {
+        let mut vars = self.vars.clone();
+        if vars.contains_key("NAMASKAH_REDIS_PREFIX") {
+            vars.insert(
+                "NAMASKAH_REDIS_PREFIX".into(),
+                format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            );
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        start(vars, dir, self.database_url.clone(), self.mail_sink.clone()).await
+    }
+
     /// Whether this deployment shares a Redis (only then do several instances agree).
     pub fn uses_redis(&self) -> bool {
         self.vars.contains_key("REDIS_URL")
@@ -584,6 +599,25 @@ impl TestApp {
             .into_inner()
             .verification
             .expect("a verification")
+    }
+
+    /// Opens `WatchVerification` on `name` after `after_sequence` (0: from a snapshot).
+    pub async fn watch(
+        &self,
+        token: &str,
+        name: &str,
+        after_sequence: i64,
+    ) -> Result<tonic::Streaming<pb::WatchVerificationResponse>, Status> {
+        self.verifications()
+            .watch_verification(bearer(
+                pb::WatchVerificationRequest {
+                    name: name.into(),
+                    after_sequence,
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
     }
 
     /// Delivers an SMS to a sandbox number through `SandboxService.InjectSms`.
