@@ -389,7 +389,6 @@ impl Application {
                 VerificationServiceServer::new(VerificationApi::new(
                     Arc::clone(&state.verifications),
                     stop_rx.clone(),
-                    config.watch_recheck,
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
@@ -574,6 +573,12 @@ impl Application {
         tasks.spawn(crate::verification::jobs::run(
             Arc::clone(&state.verifications),
             config.job_interval,
+            stop_rx.clone(),
+        ));
+
+        tasks.spawn(crate::verification::feed::run_rechecks(
+            Arc::clone(state.verifications.feed()),
+            config.watch_recheck,
             stop_rx.clone(),
         ));
 

@@ -4,7 +4,9 @@
 //!
 //! The feed is a doorbell, not the record: events are stored with their sequence numbers
 //! before they are published, and a watcher that sees a gap, lags behind, or hears that
-//! the Redis subscription reconnected reads what it missed from the database.
+//! the Redis subscription reconnected reads what it missed from the database. Because an
+//! instance can die between storing and publishing, each instance also rings every one of
+//! its watchers once per recheck interval ([`run_rechecks`]).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,11 +22,20 @@ const PER_ACCOUNT_BUFFER: usize = 32;
 /// Sweep senders nobody listens to once the map holds this many accounts.
 const SWEEP_AT: usize = 4_096;
 
+/// The sequence number of a recheck marker.
+const RECHECK: i64 = -1;
+
+/// A recheck round visits the accounts in this many slices, one slice per
+/// `interval / RECHECK_SLICES`, so an instance's watchers do not all read storage at once.
+const RECHECK_SLICES: u128 = 16;
+
 /// One published event.
 #[derive(Clone, Debug)]
 pub struct FeedEvent {
     pub user: Uuid,
-    /// `Uuid::nil()` with sequence 0: "you may have missed events, re-read storage".
+    /// `Uuid::nil()` with sequence 0: "you may have missed events, re-read storage"; with
+    /// sequence -1: "re-read storage for what has not ended" (the periodic recheck). Both
+    /// are made by this instance for its own watchers and never travel through Redis.
     pub verification: Uuid,
     pub sequence: i64,
     pub terminal: bool,
@@ -35,6 +46,20 @@ pub struct FeedEvent {
 impl FeedEvent {
     pub fn is_resync(&self) -> bool {
         self.sequence == 0
+    }
+
+    pub fn is_recheck(&self) -> bool {
+        self.sequence == RECHECK
+    }
+
+    fn marker(user: Uuid, sequence: i64) -> Self {
+        FeedEvent {
+            user,
+            verification: Uuid::nil(),
+            sequence,
+            terminal: false,
+            payload: Arc::from(&[][..]),
+        }
     }
 
     fn encode(&self, instance: Uuid) -> Vec<u8> {
@@ -97,13 +122,17 @@ impl Local {
     fn resync_all(&self) {
         let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
         for (user, tx) in accounts.iter() {
-            let _ = tx.send(Arc::new(FeedEvent {
-                user: *user,
-                verification: Uuid::nil(),
-                sequence: 0,
-                terminal: false,
-                payload: Arc::from(&[][..]),
-            }));
+            let _ = tx.send(Arc::new(FeedEvent::marker(*user, 0)));
+        }
+    }
+
+    /// Sends a recheck to the watchers of the accounts in `slice` (of [`RECHECK_SLICES`]).
+    fn recheck(&self, slice: u128) {
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        for (user, tx) in accounts.iter() {
+            if user.as_u128() % RECHECK_SLICES == slice && tx.receiver_count() > 0 {
+                let _ = tx.send(Arc::new(FeedEvent::marker(*user, RECHECK)));
+            }
         }
     }
 
@@ -233,6 +262,27 @@ impl Feed {
     }
 }
 
+/// Sends every watcher of this instance a recheck once per `interval`, a slice of the
+/// accounts at a time, until `stop` turns true.
+pub async fn run_rechecks(
+    feed: Arc<Feed>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let step = (interval / RECHECK_SLICES as u32).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slice = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        feed.local.recheck(slice);
+        slice = (slice + 1) % RECHECK_SLICES;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +305,40 @@ mod tests {
         assert!(back.terminal);
         assert_eq!(&*back.payload, b"payload");
         assert!(FeedEvent::decode(&[0; 10]).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_watcher_hears_one_recheck_per_interval() {
+        let feed = Arc::new(Feed::in_process());
+        let mut receivers: Vec<_> = (0..64).map(|_| feed.subscribe(Uuid::now_v7())).collect();
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run_rechecks(
+            Arc::clone(&feed),
+            Duration::from_secs(16),
+            stop,
+        ));
+        // Half a round in, about half the accounts were told; a whole round, all of them
+        // once; a second round, all of them again.
+        tokio::time::sleep(Duration::from_millis(8_500)).await;
+        let told = receivers
+            .iter_mut()
+            .map(|rx| rx.try_recv().is_ok())
+            .filter(|told| *told)
+            .count();
+        assert!((8..=56).contains(&told), "{told} of 64 after half a round");
+        tokio::time::sleep(Duration::from_millis(8_000)).await;
+        for rx in &mut receivers {
+            while let Ok(event) = rx.try_recv() {
+                assert!(event.is_recheck() && !event.is_resync());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(16)).await;
+        for rx in &mut receivers {
+            assert!(rx.try_recv().unwrap().is_recheck(), "one recheck a round");
+            assert!(rx.try_recv().is_err(), "only one");
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap().unwrap();
     }
 
     #[tokio::test]

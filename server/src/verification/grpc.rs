@@ -8,20 +8,18 @@
 //! small state machine polled by the connection's task: no task or channel of its own.
 //!
 //! The live feed is a notification, not the record: an instance can commit a change and
-//! die before it publishes. So every `recheck` interval a watch also reads storage for the
-//! verifications it follows that have not ended, and nothing waits on a lost publication
-//! for longer than that.
+//! die before it publishes. So the feed also sends every watcher a recheck once per
+//! `NAMASKAH_WATCH_RECHECK`, and the watch then reads storage for the verifications it
+//! follows that have not ended: nothing waits on a lost publication for longer than that.
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::Stream;
 use namaskah_proto::v1 as pb;
 use namaskah_proto::v1::verification_service_server::VerificationService;
 use prost::Message as _;
 use tokio::sync::{broadcast, watch};
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -39,22 +37,15 @@ const CATCH_UP_PAGE: u64 = 200;
 pub struct VerificationApi {
     verifications: Arc<Verifications>,
     stop: watch::Receiver<bool>,
-    recheck: Duration,
 }
 
 impl VerificationApi {
     /// `stop` turns true when the server shuts down: open streams then end with
-    /// `UNAVAILABLE`, and clients resume elsewhere with `after_sequence`. Open streams read
-    /// storage every `recheck` for events the live feed did not bring.
-    pub fn new(
-        verifications: Arc<Verifications>,
-        stop: watch::Receiver<bool>,
-        recheck: Duration,
-    ) -> Self {
+    /// `UNAVAILABLE`, and clients resume elsewhere with `after_sequence`.
+    pub fn new(verifications: Arc<Verifications>, stop: watch::Receiver<bool>) -> Self {
         Self {
             verifications,
             stop,
-            recheck,
         }
     }
 
@@ -69,8 +60,6 @@ impl VerificationApi {
             queue: VecDeque::new(),
             finished: false,
             error: None,
-            recheck: self.recheck,
-            next_recheck: Instant::now() + self.recheck,
         }
     }
 }
@@ -131,9 +120,6 @@ struct Watch {
     finished: bool,
     /// A terminal error to send after the queue.
     error: Option<Status>,
-    recheck: Duration,
-    /// When storage is next read for unfinished verifications.
-    next_recheck: Instant,
 }
 
 impl Watch {
@@ -195,6 +181,9 @@ impl Watch {
         if event.is_resync() {
             return self.catch_up_all(true).await;
         }
+        if event.is_recheck() {
+            return self.catch_up_all(false).await;
+        }
         if self.only.is_some_and(|id| id != event.verification) {
             return Ok(());
         }
@@ -227,34 +216,20 @@ impl Watch {
                 return None;
             }
             let received = tokio::select! {
-                _ = self.stop.wait_for(|stop| *stop) => Woke::Stop,
-                received = self.rx.recv() => Woke::Feed(received),
-                () = tokio::time::sleep_until(self.next_recheck) => Woke::Recheck,
+                _ = self.stop.wait_for(|stop| *stop) => None,
+                received = self.rx.recv() => Some(received),
             };
             let outcome = match received {
-                Woke::Stop => Err(shutting_down()),
-                Woke::Recheck => {
-                    self.next_recheck = Instant::now() + self.recheck;
-                    self.catch_up_all(false).await
-                }
-                Woke::Feed(Ok(event)) => self.on_event(event).await,
-                Woke::Feed(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    self.catch_up_all(true).await
-                }
-                Woke::Feed(Err(broadcast::error::RecvError::Closed)) => Err(shutting_down()),
+                None => Err(shutting_down()),
+                Some(Ok(event)) => self.on_event(event).await,
+                Some(Err(broadcast::error::RecvError::Lagged(_))) => self.catch_up_all(true).await,
+                Some(Err(broadcast::error::RecvError::Closed)) => Err(shutting_down()),
             };
             if let Err(status) = outcome {
                 self.error = Some(status);
             }
         }
     }
-}
-
-/// What woke a waiting watch.
-enum Woke {
-    Stop,
-    Feed(Result<Arc<FeedEvent>, broadcast::error::RecvError>),
-    Recheck,
 }
 
 fn into_stream<T: Send + 'static>(
