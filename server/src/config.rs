@@ -163,9 +163,10 @@ pub struct Config {
     /// How often the verification jobs (polling, expiry, provider cleanup) run
     /// (`NAMASKAH_JOB_INTERVAL`, default 1s).
     pub job_interval: Duration,
-    /// How often an open watch stream reads storage for its unfinished verifications, so an
-    /// event whose live publication was lost (an instance died between its commit and its
-    /// publish) still reaches the watcher (`NAMASKAH_WATCH_RECHECK`, default 15 s).
+    /// How often the feed tells each open watch stream to read storage for its unfinished
+    /// verifications, so an event whose live publication was lost (an instance died between
+    /// its commit and its publish) still reaches the watcher (`NAMASKAH_WATCH_RECHECK`,
+    /// default 15 s).
     pub watch_recheck: Duration,
     pub sentry: SentryConfig,
     /// The plans' terms (`NAMASKAH_PLANS` overrides the defaults).

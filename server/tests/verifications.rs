@@ -351,17 +351,7 @@ async fn streams_resume_from_a_sequence_and_end_on_finished_verifications() {
 async fn a_live_watch_of_all_verifications_sees_every_event_in_order() {
     let app = spawn().await;
     let token = app.funded(2_000).await;
-    let mut all = app
-        .verifications()
-        .watch_verifications(bearer(
-            pb::WatchVerificationsRequest {
-                include_snapshots: false,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut all = app.watch_all(&token, false).await.unwrap();
     let a = app.buy(&token, "amazon", "IN").await.unwrap();
     let b = app.buy(&token, "tinder", "BR").await.unwrap();
     app.inject(&token, &b.phone_number, "Tinder code 778899", None)
@@ -403,17 +393,7 @@ async fn watches_read_storage_for_changes_whose_live_event_never_came() {
     let token = app.funded(1_000).await;
     let v = app.buy(&token, "telegram", "DE").await.unwrap();
     let mut one = app.watch(&token, &v.name, 0).await.unwrap();
-    let mut all = app
-        .verifications()
-        .watch_verifications(bearer(
-            pb::WatchVerificationsRequest {
-                include_snapshots: true,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut all = app.watch_all(&token, true).await.unwrap();
     other
         .inject(&token, &v.phone_number, "Telegram code: 51842", None)
         .await
@@ -992,17 +972,7 @@ async fn watching_all_with_snapshots_starts_with_every_open_verification() {
         .await
         .unwrap();
     let second = app.buy(&token, "olx", "PL").await.unwrap();
-    let mut all = app
-        .verifications()
-        .watch_verifications(bearer(
-            pb::WatchVerificationsRequest {
-                include_snapshots: true,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut all = app.watch_all(&token, true).await.unwrap();
     let mut snapshots = Vec::new();
     for _ in 0..2 {
         let event = tokio::time::timeout(Duration::from_secs(10), all.next())

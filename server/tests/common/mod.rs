@@ -620,6 +620,21 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
+    /// Opens `WatchVerifications` on the caller's verifications.
+    pub async fn watch_all(
+        &self,
+        token: &str,
+        include_snapshots: bool,
+    ) -> Result<tonic::Streaming<pb::WatchVerificationsResponse>, Status> {
+        self.verifications()
+            .watch_verifications(bearer(
+                pb::WatchVerificationsRequest { include_snapshots },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
     /// Delivers an SMS to a sandbox number through `SandboxService.InjectSms`.
     pub async fn inject(
         &self,
