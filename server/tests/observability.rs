@@ -772,3 +772,37 @@ async fn a_real_envelope_reaches_a_sentry_endpoint_without_secrets() {
     assert!(!text.contains(&token), "the access token reached Sentry");
     assert!(!text.contains(PASSWORD), "the password reached Sentry");
 }
+
+#[tokio::test]
+async fn a_sandbox_number_is_polled_when_its_code_is_due_not_every_second() {
+    let _turn = SERIAL.lock().await;
+    let app = spawn_observed(&[("NAMASKAH_SANDBOX_SMS_DELAY", "3s")]).await;
+    let token = app.funded(1_000).await;
+    let polls = &[
+        ("provider", "sandbox"),
+        ("operation", "poll"),
+        ("outcome", "ok"),
+    ];
+    let before = scrape(&app).await.value("provider_calls_total", polls);
+    let bought = app.buy(&token, "whatsapp", "GB").await.expect("a number");
+    let mut completed = None;
+    for _ in 0..100 {
+        let now = app.get_verification(&token, &bought.name).await;
+        if status_of(&now) == pb::VerificationStatus::Completed {
+            completed = Some(now);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let completed = completed.expect("the code arrived within 10 s");
+    assert!(!completed.code.is_empty(), "{completed:?}");
+    // A few more passes of the job (every second): the sandbox has said nothing more will
+    // come, so the completed number is not asked again.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let after = scrape(&app).await.value("provider_calls_total", polls);
+    assert_eq!(
+        after - before,
+        1.0,
+        "one poll, when the code was due (not one a second before it, nor after it)"
+    );
+}

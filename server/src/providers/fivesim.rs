@@ -456,6 +456,7 @@ impl Order {
             phone_number,
             expires_at,
             cost: self.price.map(|price| price.to_string()),
+            quiet_until: None,
         })
     }
 
@@ -470,7 +471,11 @@ impl Order {
         let messages = (self.sms.unwrap_or_default().into_iter())
             .map(Sms::message)
             .collect::<Result<_, _>>()?;
-        Ok(Poll { messages, state })
+        Ok(Poll {
+            messages,
+            state,
+            quiet_until: None,
+        })
     }
 }
 
@@ -630,6 +635,7 @@ mod tests {
                 phone_number: "+447350690992".into(),
                 expires_at: Some(at("2018-10-13T08:28:38.809469028Z")),
                 cost: Some("21".into()),
+                quiet_until: None,
             }
         );
         let fresh = read_answer(200, BOUGHT.as_bytes())

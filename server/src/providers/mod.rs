@@ -41,6 +41,9 @@ pub struct Rental {
     pub expires_at: Option<DateTime<Utc>>,
     /// What the provider charged us, as it states it (for the record; not our money).
     pub cost: Option<String>,
+    /// No message can arrive before this, where the provider knows (the sandbox does):
+    /// the first poll waits until then instead of asking every few seconds.
+    pub quiet_until: Option<DateTime<Utc>>,
 }
 
 /// An SMS as a provider reports it.
@@ -75,6 +78,9 @@ pub enum RemoteState {
 pub struct Poll {
     pub messages: Vec<ProviderSms>,
     pub state: RemoteState,
+    /// Nothing new can arrive before this, where the provider knows: the next poll waits
+    /// until then (and none is made when it is past the verification's expiry).
+    pub quiet_until: Option<DateTime<Utc>>,
 }
 
 /// Why a provider call did not succeed.

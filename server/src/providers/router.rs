@@ -279,12 +279,14 @@ mod tests {
                 phone_number: "+447700900001".into(),
                 expires_at: None,
                 cost: None,
+                quiet_until: None,
             })
         }
         async fn poll(&self, _: &str) -> Result<Poll, ProviderError> {
             Ok(Poll {
                 messages: vec![],
                 state: RemoteState::Waiting,
+                quiet_until: None,
             })
         }
         async fn cancel(&self, _: &str) -> Result<(), ProviderError> {

@@ -15,7 +15,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use rand::Rng;
 
 use super::{NumberRequest, Poll, Provider, ProviderError, ProviderSms, RemoteState, Rental};
@@ -53,6 +53,16 @@ impl SandboxProvider {
             .unwrap_or_else(PoisonError::into_inner)
             .get(country)
             .cloned()
+    }
+
+    /// Until when a rental assigned at `assigned` has nothing new for a poll at `now`: the
+    /// time of its code until the code is sent, then the end of the hold (the sandbox sends
+    /// one message; `InjectSms` does not go through polls).
+    fn quiet_until(&self, assigned: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.sms_delay {
+            Some(delay) if now < assigned + delay => assigned + delay,
+            _ => assigned + HOLD,
+        }
     }
 
     /// A number from the country's reserved test range.
@@ -104,23 +114,27 @@ impl Provider for SandboxProvider {
         let phone_number = self
             .number(request.country)
             .ok_or(ProviderError::Unsupported)?;
-        let now = Utc::now();
+        // To the millisecond, as the reference keeps it.
+        let now = Utc::now().trunc_subsecs(3);
         let code = rand::rng().random_range(100_000..1_000_000);
         Ok(Rental {
             provider_ref: reference(now, code),
             phone_number,
             expires_at: Some(now + HOLD),
             cost: Some("0".to_owned()),
+            // Its code's time (even when that is now), or never.
+            quiet_until: Some(now + self.sms_delay.unwrap_or(HOLD)),
         })
     }
 
     async fn poll(&self, rental: &str) -> Result<Poll, ProviderError> {
         let (assigned, code) = parse_reference(rental)
             .ok_or_else(|| ProviderError::Refused(format!("unknown sandbox rental {rental}")))?;
+        let now = Utc::now();
         let mut messages = Vec::new();
         if let Some(delay) = self.sms_delay {
             let at = assigned + delay;
-            if Utc::now() >= at {
+            if now >= at {
                 messages.push(ProviderSms {
                     id: Some(format!("{rental}-1")),
                     sender: "Namaskah Sandbox".to_owned(),
@@ -130,12 +144,16 @@ impl Provider for SandboxProvider {
                 });
             }
         }
-        let state = if Utc::now() >= assigned + HOLD {
+        let state = if now >= assigned + HOLD {
             RemoteState::Ended
         } else {
             RemoteState::Waiting
         };
-        Ok(Poll { messages, state })
+        Ok(Poll {
+            messages,
+            state,
+            quiet_until: Some(self.quiet_until(assigned, now)),
+        })
     }
 
     async fn cancel(&self, _rental: &str) -> Result<(), ProviderError> {
@@ -222,5 +240,37 @@ mod tests {
             p.poll("nonsense").await,
             Err(ProviderError::Refused(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn polls_are_told_when_something_can_next_arrive() {
+        let request = NumberRequest {
+            service: "telegram",
+            country: "GB",
+            idempotency_key: "k",
+        };
+        let delay = Duration::from_secs(3600);
+        let slow = provider(Some(delay));
+        let rental = slow.rent(&request).await.unwrap();
+        let (assigned, _) = parse_reference(&rental.provider_ref).unwrap();
+        // Before the code: wait for the code's time, from the rental and from each poll.
+        assert_eq!(rental.quiet_until, Some(assigned + delay));
+        let early = slow.poll(&rental.provider_ref).await.unwrap();
+        assert!(early.messages.is_empty());
+        assert_eq!(early.quiet_until, Some(assigned + delay));
+        // The code sent: nothing more comes until the hold ends.
+        let done = provider(Some(Duration::ZERO));
+        let sent = done.poll(&rental.provider_ref).await.unwrap();
+        assert_eq!(sent.messages.len(), 1);
+        assert_eq!(sent.quiet_until, Some(assigned + HOLD));
+        // Without automatic codes the rental is quiet for its whole hold.
+        let never = provider(None);
+        let silent = never.rent(&request).await.unwrap();
+        let (assigned, _) = parse_reference(&silent.provider_ref).unwrap();
+        assert_eq!(silent.quiet_until, Some(assigned + HOLD));
+        assert_eq!(
+            never.poll(&silent.provider_ref).await.unwrap().quiet_until,
+            Some(assigned + HOLD)
+        );
     }
 }

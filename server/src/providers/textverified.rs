@@ -466,6 +466,7 @@ impl Provider for TextVerified {
             provider_ref: verification.id,
             expires_at: verification.ends_at,
             cost: verification.total_cost.as_ref().and_then(cost),
+            quiet_until: None,
         })
     }
 
@@ -477,7 +478,11 @@ impl Provider for TextVerified {
             _ => RemoteState::Ended,
         };
         let messages = self.messages(rental).await?;
-        Ok(Poll { messages, state })
+        Ok(Poll {
+            messages,
+            state,
+            quiet_until: None,
+        })
     }
 
     async fn cancel(&self, rental: &str) -> Result<(), ProviderError> {

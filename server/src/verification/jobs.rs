@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::domain::{Cleanup, Status};
 use super::repo::{self, Lease};
-use super::service::{Incoming, Input, Verifications, poll_interval};
+use super::service::{AFTER_CODE_POLL, Incoming, Input, Verifications, next_poll, poll_interval};
 use crate::providers::{ProviderError, RemoteState};
 
 /// Rows taken per job pass.
@@ -161,16 +161,21 @@ async fn poll_one(
     let open = matches!(status, Some(Status::Active | Status::Completed))
         && row.expires_at.is_some_and(|at| at > Utc::now())
         && !ended_remotely;
-    let next = if !open {
-        None
-    } else if status == Some(Status::Completed) {
-        Some(at(Duration::from_secs(15)))
-    } else {
-        let mut interval = poll_interval(row.provider.as_deref(), row.poll_count);
-        if matches!(outcome, Err(ProviderError::RateLimited)) {
-            interval *= 4;
+    let next = match row.expires_at {
+        Some(expires_at) if open => {
+            let due = if status == Some(Status::Completed) {
+                at(AFTER_CODE_POLL)
+            } else {
+                let mut interval = poll_interval(row.provider.as_deref(), row.poll_count);
+                if matches!(outcome, Err(ProviderError::RateLimited)) {
+                    interval *= 4;
+                }
+                at(interval)
+            };
+            let quiet_until = outcome.as_ref().ok().and_then(|poll| poll.quiet_until);
+            next_poll(due, quiet_until, expires_at)
         }
-        Some(at(interval))
+        _ => None,
     };
     repo::schedule_poll(db, id, lease, next).await?;
     Ok(())

@@ -233,8 +233,20 @@ pub fn poll_interval(provider: Option<&str>, polls: i32) -> Duration {
     }
 }
 
+/// When to poll next: at `due`, or later if the provider says nothing can arrive before
+/// `quiet_until`; never when that is at or after the verification's expiry (the expiry job
+/// ends it; nothing a poll could bring would come in time).
+pub fn next_poll(
+    due: DateTime<Utc>,
+    quiet_until: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let at = quiet_until.map_or(due, |quiet| due.max(quiet));
+    (at < expires_at).then_some(at)
+}
+
 /// After a code, the number may receive more messages until it expires: polled rarely.
-const AFTER_CODE_POLL: Duration = Duration::from_secs(15);
+pub const AFTER_CODE_POLL: Duration = Duration::from_secs(15);
 
 fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -701,7 +713,11 @@ impl Verifications {
                 row.provider_ref = Some(rental.provider_ref.clone());
                 row.phone_number = Some(rental.phone_number.clone());
                 row.expires_at = Some(expires);
-                row.next_poll_at = Some(after(now, poll_interval(Some(provider), 0)));
+                row.next_poll_at = next_poll(
+                    after(now, poll_interval(Some(provider), 0)),
+                    rental.quiet_until,
+                    expires,
+                );
             } else {
                 // Not ours to keep (cancelled meanwhile): remember it to give it back.
                 row.provider = Some((*provider).to_owned());
