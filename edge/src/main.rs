@@ -16,6 +16,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+/// The same allocator as `namaskah-server`'s (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// After SIGTERM/SIGINT, how long open connections (say, long server streams) may take to
 /// finish before the process exits anyway.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);

@@ -73,6 +73,9 @@ pub struct SentryConfig {
     pub dsn: Option<String>,
     pub environment: String,
     pub traces_sample_rate: f32,
+    /// `SENTRY_TRACES_PER_SECOND`: at most this many traces a second from one instance
+    /// (a sampled call beyond it is not traced); at least 1.
+    pub traces_per_second: u32,
 }
 
 /// Where mail goes.
@@ -464,6 +467,16 @@ impl Config {
                 .ok_or_else(|| bad("SENTRY_TRACES_SAMPLE_RATE", "must be a number from 0 to 1"))?,
         };
 
+        let traces_per_second = match r.get("SENTRY_TRACES_PER_SECOND") {
+            None => 10,
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                bad(
+                    "SENTRY_TRACES_PER_SECOND",
+                    "must be a whole number of at least 1",
+                )
+            })?,
+        };
+
         let sentry_dsn = r.get("SENTRY_DSN");
         if let Some(dsn) = &sentry_dsn
             && let Err(error) = dsn.parse::<sentry::types::Dsn>()
@@ -598,6 +611,7 @@ impl Config {
                     .get("SENTRY_ENVIRONMENT")
                     .unwrap_or_else(|| "development".to_owned()),
                 traces_sample_rate,
+                traces_per_second,
             },
             plans,
             rate_limits,
@@ -631,6 +645,7 @@ mod tests {
         assert_eq!(c.sandbox_sms_delay, Some(Duration::from_secs(5)));
         assert!(matches!(c.mail, MailConfig::Sink(_)));
         assert!((c.sentry.traces_sample_rate - 0.1).abs() < f32::EPSILON);
+        assert_eq!(c.sentry.traces_per_second, 10);
         assert_eq!(c.slow_call_threshold, Duration::from_secs(1));
         assert_eq!(c.metrics_addr.map(|a| a.port()), Some(9090));
     }
@@ -700,6 +715,10 @@ mod tests {
             (
                 vec![("SENTRY_TRACES_SAMPLE_RATE", "2")],
                 "SENTRY_TRACES_SAMPLE_RATE",
+            ),
+            (
+                vec![("SENTRY_TRACES_PER_SECOND", "0")],
+                "SENTRY_TRACES_PER_SECOND",
             ),
             (vec![("TEXTVERIFIED_API_KEY", "k")], "TEXTVERIFIED_USERNAME"),
             (

@@ -19,6 +19,13 @@ const USAGE: &str =
 
 Configuration comes from environment variables; see the README.";
 
+/// mimalloc rather than glibc's malloc: under load the calls' many small allocations, made
+/// and freed on different worker threads, queued on glibc's arena locks (`perf` showed
+/// `__lll_lock_wait_private` and `malloc_consolidate` at the top). Measured in
+/// `benches/RESULTS.md`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tune_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -509,6 +509,7 @@ fn sentry_config(dsn: &str, rate: f32) -> SentryConfig {
         dsn: Some(dsn.to_owned()),
         environment: "observability-test".to_owned(),
         traces_sample_rate: rate,
+        traces_per_second: 1_000,
     }
 }
 

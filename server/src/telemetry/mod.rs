@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt as _;
+use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use prost::Message as _;
 use sentry::protocol::{Event, Level, SpanStatus, User};
@@ -114,6 +115,15 @@ impl Telemetry {
     pub fn slow_call_threshold(&self) -> Duration {
         self.slow_call
     }
+}
+
+/// A header value that changes from one response to the next: marked so that HTTP/2 sends
+/// it as a literal instead of adding each value to both sides' header tables, where it
+/// would push out the entries that do repeat (content type, status, the rate limit).
+pub fn unindexed(value: impl Into<HeaderValue>) -> HeaderValue {
+    let mut value = value.into();
+    value.set_sensitive(true);
+    value
 }
 
 /// The number of distinct accounts seen in the last five minutes by this process.
@@ -421,11 +431,12 @@ where
                 };
                 let elapsed = started.elapsed();
                 let (mut parts, body) = response.into_parts();
-                if let Ok(value) = format!("{:.6}", elapsed.as_secs_f64()).parse() {
-                    parts.headers.insert("x-process-time", value);
+                // Both differ on every response: never indexed (see `unindexed`).
+                if let Ok(value) = format!("{:.6}", elapsed.as_secs_f64()).parse::<HeaderValue>() {
+                    parts.headers.insert("x-process-time", unindexed(value));
                 }
-                if let Ok(value) = call.request_id.parse() {
-                    parts.headers.insert("x-request-id", value);
+                if let Ok(value) = call.request_id.parse::<HeaderValue>() {
+                    parts.headers.insert("x-request-id", unindexed(value));
                 }
                 if elapsed >= slow_call {
                     tracing::warn!(
@@ -634,6 +645,7 @@ mod tests {
                 dsn: Some("https://public@sentry.invalid/1".into()),
                 environment: "unit".into(),
                 traces_sample_rate: 0.0,
+                traces_per_second: 10,
             },
             Some(Arc::new(Arc::clone(transport)) as Arc<dyn sentry::TransportFactory>),
         )

@@ -7,7 +7,8 @@
 //! process passes through [`scrub`], which removes passwords, tokens, API keys, secrets and
 //! verification codes.
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use sentry::protocol::{Breadcrumb, Event, Value};
 use sentry::{ClientOptions, TransportFactory};
@@ -27,7 +28,10 @@ pub fn options(
     let mut options = ClientOptions::new()
         .release(RELEASE)
         .environment(config.environment.clone())
-        .traces_sample_rate(config.traces_sample_rate)
+        .traces_sampler(sampler(
+            config.traces_sample_rate,
+            TraceBudget::new(config.traces_per_second),
+        ))
         // No IP addresses, no request data, no user names: only what we set ourselves.
         .send_default_pii(false)
         .before_send(|event| Some(scrub_event(event)))
@@ -35,6 +39,54 @@ pub fn options(
     options.dsn = Some(dsn);
     options.transport = transport;
     Some(options)
+}
+
+/// Decides which calls are traced: each at `rate`, but no more than the budget allows. The
+/// SDK sends a few dozen envelopes a second at most and drops the rest after they are
+/// built, and a sampled call's transaction costs far more to build than the call itself
+/// (measured in `benches/RESULTS.md`), so calls past the budget are not traced at all. A
+/// decision is 1 or 0: the rate the SDK records on a trace is that decision, not `rate`.
+fn sampler(
+    rate: f32,
+    budget: TraceBudget,
+) -> impl Fn(&sentry::TransactionContext) -> f32 + Send + Sync + 'static {
+    move |_| {
+        let chosen = rate > 0.0 && rand::random::<f32>() < rate && budget.take(Instant::now());
+        if chosen { 1.0 } else { 0.0 }
+    }
+}
+
+/// A token bucket of traces: `per_second` a second, as many at once.
+pub struct TraceBudget {
+    per_second: f64,
+    state: Mutex<(f64, Option<Instant>)>,
+}
+
+impl TraceBudget {
+    pub fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self {
+            per_second,
+            state: Mutex::new((per_second, None)),
+        }
+    }
+
+    /// Takes one trace at `now` if the budget has one.
+    pub fn take(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, last) = &mut *state;
+        if let Some(last) = *last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * self.per_second;
+            *tokens = (*tokens + refill).min(self.per_second);
+        }
+        *last = Some(now);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A client for `config`, or `None` when Sentry is off. Installs ring as rustls's crypto
@@ -277,7 +329,39 @@ pub fn note_internal_cause(cause: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn the_trace_budget_allows_its_rate_and_no_more() {
+        let budget = TraceBudget::new(3);
+        let t0 = Instant::now();
+        // A burst of up to one second's worth, then nothing until time passes.
+        assert_eq!((0..10).filter(|_| budget.take(t0)).count(), 3);
+        assert!(!budget.take(t0 + Duration::from_millis(100)));
+        // A third of a second brings one back; a long pause never more than a second's worth.
+        assert!(budget.take(t0 + Duration::from_millis(340)));
+        assert!(!budget.take(t0 + Duration::from_millis(340)));
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| budget.take(later)).count(), 3);
+    }
+
+    #[test]
+    fn the_sampler_traces_at_its_rate_within_the_budget() {
+        let ctx = sentry::TransactionContext::new("rpc", "grpc.server");
+        let all = sampler(1.0, TraceBudget::new(5));
+        let decisions: Vec<f32> = (0..20).map(|_| all(&ctx)).collect();
+        // Twenty calls well inside a second: the first five are traced.
+        assert_eq!(
+            decisions.iter().filter(|d| **d == 1.0).count(),
+            5,
+            "{decisions:?}"
+        );
+        assert!(decisions.iter().all(|d| *d == 0.0 || *d == 1.0));
+        let none = sampler(0.0, TraceBudget::new(5));
+        assert!((0..20).all(|_| none(&ctx) == 0.0));
+    }
 
     #[test]
     fn secrets_are_scrubbed_and_ids_stay() {

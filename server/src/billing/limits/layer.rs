@@ -31,6 +31,7 @@ use crate::billing::AccountPlans;
 use crate::config::RateLimitConfig;
 use crate::error::ApiError;
 use crate::identity::domain::Principal;
+use crate::telemetry::unindexed;
 
 /// Limited per client address at `sensitive_per_minute`, with or without credentials.
 pub const SENSITIVE_METHODS: &[&str] = &[
@@ -223,8 +224,8 @@ where
 
 fn add_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(LIMIT, HeaderValue::from(decision.limit));
-    headers.insert(REMAINING, HeaderValue::from(decision.remaining));
-    headers.insert(RESET, HeaderValue::from(whole_seconds_up(decision.reset)));
+    headers.insert(REMAINING, unindexed(decision.remaining));
+    headers.insert(RESET, unindexed(whole_seconds_up(decision.reset)));
 }
 
 /// The address a call comes from: the TCP peer, unless the peer is one of our proxies;
