@@ -234,15 +234,19 @@ pub fn poll_interval(provider: Option<&str>, polls: i32) -> Duration {
 }
 
 /// When to poll next: at `due`, or later if the provider says nothing can arrive before
-/// `quiet_until`; never when that is at or after the verification's expiry (the expiry job
-/// ends it; nothing a poll could bring would come in time).
+/// `quiet_until`; never when it says so up to the verification's expiry (the expiry job
+/// ends it). Without that word, a poll due after the expiry still runs, to show a message
+/// that came just before the end.
 pub fn next_poll(
     due: DateTime<Utc>,
     quiet_until: Option<DateTime<Utc>>,
     expires_at: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let at = quiet_until.map_or(due, |quiet| due.max(quiet));
-    (at < expires_at).then_some(at)
+    match quiet_until {
+        Some(quiet) if quiet >= expires_at => None,
+        Some(quiet) => Some(due.max(quiet)),
+        None => Some(due),
+    }
 }
 
 /// After a code, the number may receive more messages until it expires: polled rarely.
@@ -1132,5 +1136,24 @@ fn ensure_settled(settled: ledger::Settled) -> Result<(), ApiError> {
         ledger::Settled::OtherWay(kind) => Err(ApiError::Internal(anyhow::anyhow!(
             "hold already settled as {kind:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_wait_for_what_the_provider_knows() {
+        let now = Utc::now();
+        let s = |n: i64| now + chrono::Duration::seconds(n);
+        let expires = s(600);
+        assert_eq!(next_poll(s(1), None, expires), Some(s(1)));
+        // A poll due after the expiry still runs when the provider said nothing.
+        assert_eq!(next_poll(s(700), None, expires), Some(s(700)));
+        assert_eq!(next_poll(s(1), Some(s(5)), expires), Some(s(5)));
+        assert_eq!(next_poll(s(9), Some(s(5)), expires), Some(s(9)));
+        assert_eq!(next_poll(s(1), Some(expires), expires), None);
+        assert_eq!(next_poll(s(1), Some(s(1200)), expires), None);
     }
 }
