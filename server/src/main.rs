@@ -27,7 +27,6 @@ Configuration comes from environment variables; see the README.";
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tune_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,18 +38,6 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run())
-}
-
-/// Argon2 allocates 19 MiB per password hash. glibc raises its mmap threshold after the first
-/// such block is freed, so later ones come from per-thread arenas that never shrink: a burst
-/// of logins would leave hundreds of MiB resident. A fixed threshold keeps large blocks
-/// mmapped, and returned to the system when freed.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is called before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
-    }
 }
 
 async fn run() -> ExitCode {
