@@ -58,6 +58,15 @@ const SERVICES: &str = "ARRAY['whatsapp','telegram','google','facebook','instagr
 const COUNTRIES: &str =
     "ARRAY['US','GB','IN','ID','BR','NG','RU','PH','DE','FR','CA','MX','PK','VN','TH','KE']";
 
+/// A UUIDv7 minted at timestamp `t`, as the server mints ledger entries' ids at insertion
+/// (the analytics rollup reads the ledger by id).
+fn uuid7(t: &str) -> String {
+    format!(
+        "(lpad(to_hex(floor(extract(epoch FROM {t}) * 1000)::bigint), 12, '0') || '7' \
+         || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid"
+    )
+}
+
 fn statements(size: Size) -> Vec<(&'static str, String)> {
     let Size {
         users,
@@ -114,39 +123,39 @@ fn statements(size: Size) -> Vec<(&'static str, String)> {
         ),
         (
             "holds",
-            "INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
-             SELECT gen_random_uuid(), 'hold:' || v.id, 'verification_hold', v.user_id, v.id::text, v.service || ' number in ' || v.country, v.created_at \
-             FROM verifications v WHERE v.request_id LIKE 'gen-%'".to_owned(),
+            format!("INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
+             SELECT {}, 'hold:' || v.id, 'verification_hold', v.user_id, v.id::text, v.service || ' number in ' || v.country, v.created_at \
+             FROM verifications v WHERE v.request_id LIKE 'gen-%'", uuid7("v.created_at")),
         ),
         (
             "settlements",
-            "INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
-             SELECT gen_random_uuid(), 'settle:' || v.id, CASE WHEN v.status = 'completed' THEN 'verification_capture' ELSE 'verification_refund' END, \
+            format!("INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
+             SELECT {}, 'settle:' || v.id, CASE WHEN v.status = 'completed' THEN 'verification_capture' ELSE 'verification_refund' END, \
                v.user_id, v.id::text, v.service || CASE WHEN v.status = 'completed' THEN ' code received' ELSE ' refund' END, v.ended_at \
-             FROM verifications v WHERE v.request_id LIKE 'gen-%'".to_owned(),
+             FROM verifications v WHERE v.request_id LIKE 'gen-%'", uuid7("v.ended_at")),
         ),
         (
             "manual refunds",
-            "INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
-             SELECT gen_random_uuid(), 'refund:' || v.id, 'verification_refund', v.user_id, v.id::text, v.service || ' refund: generated', \
-               LEAST(v.ended_at + interval '1 day', now() - interval '10 minutes') \
-             FROM verifications v WHERE v.request_id LIKE 'gen-%' AND v.status = 'completed' AND random() < 0.002".to_owned(),
+            format!("INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
+             SELECT {}, 'refund:' || v.id, 'verification_refund', v.user_id, v.id::text, v.service || ' refund: generated', t \
+             FROM verifications v CROSS JOIN LATERAL (SELECT LEAST(v.ended_at + interval '1 day', now() - interval '10 minutes') AS t) tt \
+             WHERE v.request_id LIKE 'gen-%' AND v.status = 'completed' AND random() < 0.002", uuid7("tt.t")),
         ),
         (
             "top-ups",
-            "INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
-             SELECT gen_random_uuid(), 'topup:gen-' || f.user_id, 'top_up', f.user_id, 'gen-' || f.user_id, 'Top-up (generated)', \
-               GREATEST(f.first_at - interval '1 hour', u.created_at) \
+            format!("INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
+             SELECT {}, 'topup:gen-' || f.user_id, 'top_up', f.user_id, 'gen-' || f.user_id, 'Top-up (generated)', tt.t \
              FROM (SELECT user_id, MIN(created_at) AS first_at FROM verifications WHERE request_id LIKE 'gen-%' GROUP BY user_id) f \
-             JOIN gen_users u ON u.id = f.user_id".to_owned(),
+             JOIN gen_users u ON u.id = f.user_id \
+             CROSS JOIN LATERAL (SELECT GREATEST(f.first_at - interval '1 hour', u.created_at) AS t) tt", uuid7("tt.t")),
         ),
         (
             "plan fees",
-            "INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
-             SELECT gen_random_uuid(), 'renewal:' || u.id || ':' || m, 'subscription_fee', u.id, 'subscriptions/' || u.id, u.plan || ' plan (generated)', \
-               u.created_at + interval '1 day' + m * interval '30 days' \
+            format!("INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, created_at) \
+             SELECT {}, 'renewal:' || u.id || ':' || m, 'subscription_fee', u.id, 'subscriptions/' || u.id, u.plan || ' plan (generated)', tt.t \
              FROM gen_users u CROSS JOIN LATERAL generate_series(0, floor(extract(epoch FROM (now() - u.created_at - interval '1 day')) / 2592000)::int) m \
-             WHERE u.plan <> 'starter' AND u.created_at < now() - interval '1 day'".to_owned(),
+             CROSS JOIN LATERAL (SELECT u.created_at + interval '1 day' + m * interval '30 days' AS t) tt \
+             WHERE u.plan <> 'starter' AND u.created_at < now() - interval '1 day'", uuid7("tt.t")),
         ),
         (
             "ledger lines",

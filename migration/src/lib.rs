@@ -12,6 +12,7 @@ mod m20261201_000007_admin;
 mod m20261202_000008_analytics;
 mod m20261202_000009_users_role;
 mod m20261202_000010_tenants;
+mod m20261204_000011_analytics_bitmaps;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_analytics::Migration),
             Box::new(m20261202_000009_users_role::Migration),
             Box::new(m20261202_000010_tenants::Migration),
+            Box::new(m20261204_000011_analytics_bitmaps::Migration),
         ]
     }
 }

@@ -712,3 +712,188 @@ async fn reports_match_figures_computed_by_hand() {
         .expect("roll up again");
     check(&app).await;
 }
+
+/// The customers' day bitmaps hold 768 days a row, in two systems of rows half a chunk
+/// apart: a short report whose window crosses one system's boundary reads the other's
+/// rows, and a long one that crosses both groups each customer's rows; either way each
+/// customer counts once. And a fee dated in the past, after the rollup has passed that day,
+/// is still counted on its own day.
+#[tokio::test]
+async fn activity_across_a_bitmap_boundary_and_a_fee_dated_late_are_counted_once() {
+    use namaskah_server::analytics::domain::{CHUNK_DAYS, epoch_day};
+    let app = spawn_app_with(&[
+        ("NAMASKAH_PLANS", RAISED_LIMITS),
+        ("NAMASKAH_SANDBOX_SMS_DELAY", "off"),
+    ])
+    .await;
+    let session = admin_session(&app).await;
+    let today = Utc::now().date_naive();
+    // The last first day of a system-0 row at least three days ago; the range is it and
+    // the day before it.
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let boundary_day = epoch_day(today - Days::new(3)).div_euclid(CHUNK_DAYS) * CHUNK_DAYS;
+    let boundary = epoch + Days::new(boundary_day as u64);
+    let before = boundary - Days::new(1);
+
+    // A on the day before the boundary, B on the boundary, C on both days.
+    let a = app.funded(3_000).await;
+    let a_id = id_of(&app, &a).await;
+    completed(&app, &a, "whatsapp").await;
+    let b = app.funded(3_000).await;
+    let b_id = id_of(&app, &b).await;
+    completed(&app, &b, "whatsapp").await;
+    let c = app.funded(10_000).await;
+    let c_id = id_of(&app, &c).await;
+    completed(&app, &c, "whatsapp").await;
+    app.state.analytics.tracker().flush().await;
+    move_user(&app, a_id, at(before, 23, 59, 59)).await;
+    move_user(&app, b_id, at(boundary, 0, 0, 0)).await;
+    move_user(&app, c_id, at(before, 8, 0, 0)).await;
+    let c_second = completed(&app, &c, "telegram").await;
+    for table in ["verifications", "journal_entries"] {
+        exec(
+            &app,
+            &format!("UPDATE {table} SET created_at = $1 WHERE user_id = $2 AND created_at > $3"),
+            vec![
+                at(boundary, 20, 0, 0).into(),
+                c_id.into(),
+                at(before, 8, 0, 0).into(),
+            ],
+        )
+        .await;
+    }
+    exec(
+        &app,
+        "UPDATE verifications SET ended_at = created_at WHERE user_id = $1",
+        vec![c_id.into()],
+    )
+    .await;
+
+    let metrics_from = |start: NaiveDate| {
+        let (app, token) = (&app, session.token.clone());
+        async move {
+            analytics(app)
+                .get_customer_metrics(bearer(
+                    pb::GetCustomerMetricsRequest {
+                        start_date: date(start),
+                        end_date: date(boundary),
+                        tenant: String::new(),
+                    },
+                    &token,
+                ))
+                .await
+                .expect("customers")
+                .into_inner()
+        }
+    };
+    let metrics = || async {
+        analytics(&app)
+            .get_customer_metrics(bearer(
+                pb::GetCustomerMetricsRequest {
+                    start_date: date(before),
+                    end_date: date(boundary),
+                    tenant: String::new(),
+                },
+                &session.token,
+            ))
+            .await
+            .expect("customers")
+            .into_inner()
+    };
+    let revenue = || async {
+        analytics(&app)
+            .get_revenue_analytics(bearer(
+                pb::GetRevenueAnalyticsRequest {
+                    start_date: date(before),
+                    end_date: date(boundary),
+                    granularity: pb::TimeGranularity::Day as i32,
+                    tenant: String::new(),
+                },
+                &session.token,
+            ))
+            .await
+            .expect("revenue")
+            .into_inner()
+    };
+    let check = |m: pb::GetCustomerMetricsResponse| {
+        assert_eq!(m.active_customers, 3, "A, B and C, C once");
+        assert_eq!(m.paying_customers, 3);
+        assert_eq!(m.daily_active_customers, 2, "B and C on the boundary");
+        assert_eq!(m.weekly_active_customers, 3);
+        assert_eq!(m.active_customer_growth, None, "nobody active before");
+        assert_eq!(m.churn_rate, None);
+    };
+    // The same over 200 days and the 200 before: that window also crosses the system-1
+    // boundary 384 days before the boundary.
+    let long_start = boundary - Days::new(199);
+    check(metrics().await);
+    check(metrics_from(long_start).await);
+    // The rollup as the job runs it: it passes the days above (by when the verifications
+    // were bought) but not what was inserted in the last two minutes (by ledger id).
+    let roll_up = |now: DateTime<Utc>| {
+        let analytics = app.state.analytics.clone();
+        async move { analytics.roll_up(now).await.expect("roll up") }
+    };
+    roll_up(Utc::now()).await;
+    check(metrics().await);
+    check(metrics_from(long_start).await);
+    let fees = |r: &pb::GetRevenueAnalyticsResponse| -> Vec<i64> {
+        r.buckets
+            .iter()
+            .map(|b| {
+                b.figures
+                    .as_ref()
+                    .map_or(0, |f| cents(&f.subscription_revenue))
+            })
+            .collect()
+    };
+    let first = revenue().await;
+    assert_eq!(fees(&first), vec![0, 0]);
+    let captured: i64 = first
+        .buckets
+        .iter()
+        .map(|b| {
+            b.figures
+                .as_ref()
+                .map_or(0, |f| cents(&f.verification_revenue))
+        })
+        .sum();
+    assert!(captured >= c_second, "{captured} {c_second}");
+
+    // C upgrades now, after the rollup; the fee is then dated on the boundary (a renewal
+    // run late is dated at its period's start).
+    let fee = SubscriptionServiceClient::new(app.channel.clone())
+        .change_plan(bearer(
+            pb::ChangePlanRequest {
+                plan: pb::PlanTier::Pro as i32,
+                request_id: "c-up".into(),
+            },
+            &c,
+        ))
+        .await
+        .expect("upgrade")
+        .into_inner()
+        .charged;
+    let fee = cents(&fee);
+    assert!(fee > 0);
+    exec(
+        &app,
+        "UPDATE journal_entries SET created_at = $1 WHERE user_id = $2 AND kind = 'subscription_fee'",
+        vec![at(boundary, 12, 0, 0).into(), c_id.into()],
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE journal_lines SET created_at = $1 WHERE entry_id IN \
+           (SELECT id FROM journal_entries WHERE user_id = $2 AND kind = 'subscription_fee')",
+        vec![at(boundary, 12, 0, 0).into(), c_id.into()],
+    )
+    .await;
+    // From the ledger while the rollup has not reached it, from the rollup once it has
+    // (everything inserted until a minute from now), once.
+    assert_eq!(fees(&revenue().await), vec![0, fee]);
+    roll_up(Utc::now() + chrono::Duration::minutes(3)).await;
+    assert_eq!(fees(&revenue().await), vec![0, fee]);
+    check(metrics().await);
+    check(metrics_from(long_start).await);
+}

@@ -329,6 +329,57 @@ pub fn parse_day_key(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()
 }
 
+/// Days per bitmap chunk. A customer's days are kept as bitmap rows, one per chunk: twelve
+/// 64-bit words, bit `o mod 64` of word `o / 64` for the day at offset `o` in its chunk.
+pub const CHUNK_DAYS: i64 = 768;
+/// Words per chunk (and per kind of day).
+pub const CHUNK_WORDS: usize = 12;
+/// Every day is kept twice, in two systems of chunks: system 0's start at day 0 since the
+/// epoch, system 1's half a chunk later. Any window of up to this many days lies whole in
+/// one chunk of one of them, so a report over it reads one row per customer.
+pub const CHUNK_SHIFT: i64 = CHUNK_DAYS / 2;
+
+/// Days since the Unix epoch (negative before it).
+pub fn epoch_day(day: NaiveDate) -> i64 {
+    (day - NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch")).num_days()
+}
+
+/// The key of the chunk of `system` (0 or 1) holding epoch day `day`, and the day's offset
+/// in it. Keys of system 0 are even, of system 1 odd.
+pub fn chunk_of(day: i64, system: i64) -> (i64, i64) {
+    let shifted = day + system * CHUNK_SHIFT;
+    (
+        shifted.div_euclid(CHUNK_DAYS) * 2 + system,
+        shifted.rem_euclid(CHUNK_DAYS),
+    )
+}
+
+/// A set of days as the bitmap rows keep them: chunk key → its words. Chunks with no day of
+/// the set are absent.
+pub type DayMask = BTreeMap<i64, [i64; CHUNK_WORDS]>;
+
+/// The days of `range` as a mask over the chunks of `system`.
+pub fn day_mask(range: &DateRange, system: i64) -> DayMask {
+    let mut mask = DayMask::new();
+    for d in epoch_day(range.start)..=epoch_day(range.end) {
+        let (chunk, offset) = chunk_of(d, system);
+        let words = mask.entry(chunk).or_insert([0; CHUNK_WORDS]);
+        // Bit 63 is the sign bit: the words are the databases' signed 64-bit integers.
+        words[(offset / 64) as usize] |= (1u64 << (offset % 64)) as i64;
+    }
+    mask
+}
+
+/// A system and the one chunk of it that holds the whole of `range`, if any (always when
+/// the range is at most [`CHUNK_SHIFT`] days long).
+pub fn single_chunk(range: &DateRange) -> Option<(i64, i64)> {
+    (0..2).find_map(|system| {
+        let (first, _) = chunk_of(epoch_day(range.start), system);
+        let (last, _) = chunk_of(epoch_day(range.end), system);
+        (first == last).then_some((system, first))
+    })
+}
+
 /// `(this − previous) ÷ previous`; none when the previous figure is zero.
 pub fn growth(this: i64, previous: i64) -> Option<f64> {
     (previous != 0).then(|| (this - previous) as f64 / previous as f64)
@@ -885,5 +936,62 @@ mod tests {
             FunnelStep::parse("first_top_up"),
             Some(FunnelStep::FirstTopUp)
         );
+    }
+
+    #[test]
+    fn day_masks_cut_ranges_into_chunks_of_words() {
+        assert_eq!(epoch_day(d(1970, 1, 1)), 0);
+        assert_eq!(epoch_day(d(1969, 12, 31)), -1);
+        // 2026-12-04 is day 20,791: system 0's chunk 27 (key 54) from day 20,736, at offset
+        // 55; system 1's chunk from day 20,352 (key 53), at offset 439.
+        assert_eq!(epoch_day(d(2026, 12, 4)), 20_791);
+        assert_eq!(chunk_of(20_791, 0), (54, 55));
+        assert_eq!(chunk_of(20_791, 1), (55, 439));
+        assert_eq!(chunk_of(20_352, 1), (55, 0));
+        assert_eq!(chunk_of(20_351, 1), (53, 767));
+        let one = day_mask(&range(d(2026, 12, 4), d(2026, 12, 4)), 0);
+        let mut words = [0; CHUNK_WORDS];
+        words[0] = 1 << 55;
+        assert_eq!(one, DayMask::from([(54, words)]));
+        let one = day_mask(&range(d(2026, 12, 4), d(2026, 12, 4)), 1);
+        words[0] = 0;
+        words[6] = 1 << (439 - 384);
+        assert_eq!(one, DayMask::from([(55, words)]));
+        // Offsets 63 and 64 straddle words 0 and 1; offset 63 is the sign bit.
+        let day = |n: i64| NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + Days::new(n as u64);
+        let two = day_mask(&range(day(20_736 + 63), day(20_736 + 64)), 0);
+        let mut words = [0; CHUNK_WORDS];
+        words[0] = i64::MIN;
+        words[1] = 1;
+        assert_eq!(two[&54], words);
+        // A whole chunk is every bit of its words; the days around it are in the next and
+        // previous chunks.
+        let whole = day_mask(&range(day(20_736 - 1), day(20_736 + 768)), 0);
+        assert_eq!(whole[&54], [-1; CHUNK_WORDS]);
+        assert_eq!(whole[&52][CHUNK_WORDS - 1], i64::MIN);
+        assert_eq!(whole[&56][0], 1);
+        let bits: u32 = whole
+            .values()
+            .flat_map(|w| w.iter())
+            .map(|w| w.count_ones())
+            .sum();
+        assert_eq!(bits, 770);
+    }
+
+    #[test]
+    fn every_window_of_half_a_chunk_lies_in_one_chunk() {
+        let day = |n: i64| NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + Days::new(n as u64);
+        for start in 20_000..20_000 + CHUNK_DAYS {
+            let window = range(day(start), day(start + CHUNK_SHIFT - 1));
+            let (system, key) = single_chunk(&window).expect("one chunk");
+            let mask = day_mask(&window, system);
+            assert_eq!(mask.keys().copied().collect::<Vec<_>>(), vec![key]);
+            assert_eq!(key % 2, system);
+        }
+        // A longer window may need two chunks of either system: this one crosses system 0's
+        // boundary at day 20,736 and system 1's at day 21,120.
+        let long = range(day(20_730), day(21_125));
+        assert_eq!(single_chunk(&long), None);
+        assert_eq!(day_mask(&long, 0).len(), 2);
     }
 }

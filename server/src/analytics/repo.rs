@@ -1,6 +1,7 @@
 //! Storage of analytics: the rollup job's windows and the reports' reads. The SQL is shared
-//! by PostgreSQL and SQLite except for two expressions (a timestamp's UTC day, the seconds
-//! between two timestamps), which [`Sql`] writes for the backend at hand.
+//! by PostgreSQL and SQLite except for a few expressions (a timestamp's UTC day as text and
+//! as a day number, the seconds between two timestamps), which [`Sql`] writes for the
+//! backend at hand.
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::domain::{Daily, DateRange, FunnelStep, Metric, day_key, median, parse_day_key};
+use super::domain::{
+    CHUNK_DAYS, CHUNK_SHIFT, CHUNK_WORDS, Daily, DateRange, DayMask, FunnelStep, Metric, day_key,
+    day_mask, median, parse_day_key, single_chunk,
+};
 use super::entities::analytics_rollups;
 use crate::error::StoreError;
 
@@ -26,15 +30,66 @@ const METRIC_OF_ENTRY: &str = "CASE e.kind \
      ELSE CASE WHEN e.business_key LIKE 'refund:%' THEN 'manual_refunds' ELSE 'released' END \
    END";
 
-/// The kinds the rollup sums: each written at the moment it happens. Subscription fees and
-/// overage charges are dated at their period's boundary, possibly in the past, so a window
-/// could miss them: they are always read from the ledger itself (a few rows per subscriber
-/// and month, behind an index).
-const ROLLED_KINDS: &str = "('top_up', 'verification_capture', 'verification_refund')";
-const DATED_KINDS: &str = "('subscription_fee', 'overage_charge')";
+/// Every ledger kind the revenue report reads.
+const REVENUE_KINDS: &str = "('top_up', 'verification_capture', 'verification_refund', \
+     'subscription_fee', 'overage_charge')";
+/// The kinds that make a customer a paying one on the entry's day.
+const PAID_KINDS: &str = "('verification_capture', 'subscription_fee', 'overage_charge')";
 /// Everyone who is not a customer (administrators): a handful of ids, so `NOT IN` them is a
 /// hashed look-up, where `IN` the customers would build a hash of every account per query.
 const NOT_CUSTOMERS: &str = "(SELECT id FROM users WHERE role <> 'customer')";
+
+/// The smallest UUIDv7 minted at `at` or later. Ledger entries' ids are UUIDv7 minted at
+/// insertion, so `id >= id_mark(t)` are the entries inserted from `t` on (to the millisecond),
+/// whatever date they carry.
+pub fn id_mark(at: DateTime<Utc>) -> Uuid {
+    let ms = at.timestamp_millis().max(0) as u128;
+    Uuid::from_u128(ms << 80)
+}
+
+/// Word `k` of the bitmap of the day at shifted day number `e` (a column of that name: the
+/// day since the epoch plus its system's shift): the day's bit when it falls in that word,
+/// else 0. Distinct days have distinct bits, so the SUM of these over distinct days is
+/// their OR (and never overflows).
+fn word_of_day(k: usize) -> String {
+    format!(
+        "CASE WHEN (e % {CHUNK_DAYS}) / 64 = {k} \
+         THEN CAST(1 AS BIGINT) << CAST(e % 64 AS INTEGER) ELSE 0 END"
+    )
+}
+
+/// The chunk key of shifted day `e` in system `sys` (columns of those names).
+fn chunk_of_day() -> String {
+    format!("(e / {CHUNK_DAYS}) * 2 + sys")
+}
+
+/// The bitmap columns of a row built from shifted day `e`: `prefix`'s words from `e`
+/// (summed over the group when `summed`), the other prefix's words 0.
+fn day_words(prefix: char, summed: bool) -> String {
+    let mut out = Vec::with_capacity(2 * CHUNK_WORDS);
+    for p in ['a', 'p'] {
+        for k in 0..CHUNK_WORDS {
+            let value = if p != prefix {
+                "0".to_owned()
+            } else if summed {
+                format!("CAST(SUM({}) AS BIGINT)", word_of_day(k))
+            } else {
+                word_of_day(k)
+            };
+            out.push(format!("{value} AS {p}{k}"));
+        }
+    }
+    out.join(", ")
+}
+
+/// `a0, …, a11, p0, …, p11`.
+fn all_words() -> String {
+    ['a', 'p']
+        .iter()
+        .flat_map(|p| (0..CHUNK_WORDS).map(move |k| format!("{p}{k}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Whose figures a report counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +101,17 @@ pub enum Audience {
     Tenant(Option<Uuid>),
 }
 
+/// How far behind the rollup may be for the activity report's quick path (one row per
+/// customer, and a correction for each customer seen since the mark). Further behind (it is
+/// catching up with a year of history), the customers seen since the mark are most of them,
+/// and grouping everything by customer is faster.
+const ROLLUP_FRESH: chrono::Duration = chrono::Duration::hours(1);
+
 impl Audience {
-    /// Whether the platform's rollups answer for this audience.
-    fn rolled_up(self) -> bool {
-        self == Audience::Platform
+    /// Whether the platform's rollups, at `upto`, answer for this audience over a window
+    /// that starts at `from` (a rollup that has not reached it holds nothing of it).
+    fn rolled_up(self, upto: DateTime<Utc>, from: DateTime<Utc>) -> bool {
+        self == Audience::Platform && upto > from
     }
 }
 
@@ -90,6 +152,52 @@ impl Sql {
     /// Seconds from timestamp `a` to timestamp `b`, as a double (PostgreSQL).
     fn seconds_between(&self, a: &str, b: &str) -> String {
         format!("EXTRACT(EPOCH FROM ({b} - {a}))::float8")
+    }
+
+    /// Days since the Unix epoch of timestamp column `col` (its UTC day), as an integer.
+    fn epoch_day(&self, col: &str) -> String {
+        match self.backend {
+            DbBackend::Postgres => {
+                format!("CAST(FLOOR(EXTRACT(EPOCH FROM {col}) / 86400) AS BIGINT)")
+            }
+            // julianday('1970-01-01') is 2440587.5: whole days give whole numbers.
+            _ => format!("CAST(julianday(substr({col}, 1, 10)) - 2440587.5 AS INTEGER)"),
+        }
+    }
+
+    /// 1 when bitmap row `row` (columns `chunk` and `{prefix}0`…) has a day of `mask`, else
+    /// 0. The masks are bound, not written into the text.
+    fn has_day(&mut self, row: &str, prefix: char, mask: &DayMask) -> String {
+        let mut arms = String::new();
+        for (chunk, words) in mask {
+            let tests: Vec<String> = words
+                .iter()
+                .enumerate()
+                .filter(|(_, word)| **word != 0)
+                .map(|(k, word)| format!("({row}.{prefix}{k} & {}) <> 0", self.bind(*word)))
+                .collect();
+            if tests.is_empty() {
+                continue;
+            }
+            let chunk = self.bind(*chunk);
+            arms.push_str(&format!(
+                "WHEN {row}.chunk = {chunk} AND ({}) THEN 1 ",
+                tests.join(" OR ")
+            ));
+        }
+        if arms.is_empty() {
+            "0".to_owned()
+        } else {
+            format!("CASE {arms}ELSE 0 END")
+        }
+    }
+
+    /// The larger of two numbers.
+    fn greatest(&self, a: &str, b: &str) -> String {
+        match self.backend {
+            DbBackend::Postgres => format!("GREATEST({a}, {b})"),
+            _ => format!("MAX({a}, {b})"),
+        }
     }
 
     /// The condition that account column `col` is one the report counts.
@@ -173,8 +281,10 @@ pub async fn first_account_time(
     }
 }
 
-/// Adds everything dated in `[from, to)` to the daily rollups and moves the rollup to `to`,
-/// in the caller's transaction (which holds the rollup's row).
+/// Adds everything that happened in `[from, to)` to the rollups and moves the rollup to
+/// `to`, in the caller's transaction (which holds the rollup's row): the ledger entries
+/// inserted in it (by id, whatever date they carry: a fee is dated at its period's
+/// boundary), the verifications bought in it and those that ended in it.
 pub async fn roll_up(
     txn: &DatabaseTransaction,
     name: &str,
@@ -182,12 +292,12 @@ pub async fn roll_up(
     to: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut q = Sql::new(txn);
-    let (a, b) = (q.bind(from), q.bind(to));
+    let (a, b) = (q.bind(id_mark(from)), q.bind(id_mark(to)));
     let sql = format!(
         "INSERT INTO analytics_revenue_daily (day, metric, amount, entries) \
          SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(DISTINCT e.id) AS BIGINT) \
          FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id AND l.amount > 0 \
-         WHERE e.kind IN {ROLLED_KINDS} AND e.created_at >= {a} AND e.created_at < {b} \
+         WHERE e.kind IN {REVENUE_KINDS} AND e.id >= {a} AND e.id < {b} \
            AND e.user_id NOT IN {NOT_CUSTOMERS} \
          GROUP BY 1, 2 \
          ON CONFLICT (day, metric) DO UPDATE SET \
@@ -197,28 +307,73 @@ pub async fn roll_up(
     );
     txn.execute_raw(q.statement(sql)).await?;
 
-    let mut q = Sql::new(txn);
-    let (a, b) = (q.bind(from), q.bind(to));
-    let sql = format!(
-        "INSERT INTO analytics_active_days (day, user_id) \
-         SELECT DISTINCT {day}, user_id FROM verifications \
-         WHERE created_at >= {a} AND created_at < {b} \
-         ON CONFLICT (day, user_id) DO NOTHING",
-        day = q.day("created_at"),
-    );
-    txn.execute_raw(q.statement(sql)).await?;
+    // Active days (a verification bought) and paying days (a charge), OR-ed into each
+    // customer's bitmap rows.
+    let merge = ['a', 'p']
+        .iter()
+        .flat_map(|p| {
+            (0..CHUNK_WORDS)
+                .map(move |k| format!("{p}{k} = analytics_customer_days.{p}{k} | excluded.{p}{k}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    for prefix in ['a', 'p'] {
+        let mut q = Sql::new(txn);
+        let days = match prefix {
+            'a' => {
+                let (a, b) = (q.bind(from), q.bind(to));
+                format!(
+                    "SELECT DISTINCT user_id, {d} AS d FROM verifications \
+                     WHERE created_at >= {a} AND created_at < {b}",
+                    d = q.epoch_day("created_at"),
+                )
+            }
+            _ => {
+                let (a, b) = (q.bind(id_mark(from)), q.bind(id_mark(to)));
+                format!(
+                    "SELECT DISTINCT user_id, {d} AS d FROM journal_entries \
+                     WHERE id >= {a} AND id < {b} AND kind IN {PAID_KINDS} \
+                       AND user_id IS NOT NULL",
+                    d = q.epoch_day("created_at"),
+                )
+            }
+        };
+        // Each day into both systems' chunks. `WHERE 1 = 1`: SQLite's upsert needs a WHERE
+        // in its SELECT to parse.
+        let sql = format!(
+            "INSERT INTO analytics_customer_days (user_id, chunk, {words}) \
+             SELECT user_id, {chunk}, {summed} FROM ( \
+               SELECT t.user_id, t.d + s.sys * {CHUNK_SHIFT} AS e, s.sys FROM ({days}) t \
+               CROSS JOIN (SELECT 0 AS sys UNION ALL SELECT 1 AS sys) s \
+             ) x WHERE 1 = 1 \
+             GROUP BY user_id, {chunk} \
+             ON CONFLICT (chunk, user_id) DO UPDATE SET {merge}",
+            words = all_words(),
+            chunk = chunk_of_day(),
+            summed = day_words(prefix, true),
+        );
+        txn.execute_raw(q.statement(sql)).await?;
+    }
 
     let mut q = Sql::new(txn);
     let (a, b) = (q.bind(from), q.bind(to));
     let sql = format!(
-        "INSERT INTO analytics_outcomes_daily (day, service, country, status, verifications) \
-         SELECT {day}, service, country, status, CAST(COUNT(*) AS BIGINT) FROM verifications \
+        "INSERT INTO analytics_outcomes_daily (day, service, country, completed, expired, failed, cancelled) \
+         SELECT {day}, service, country, \
+           CAST(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS BIGINT), \
+           CAST(SUM(CASE WHEN status = 'expired' THEN 1 ELSE 0 END) AS BIGINT), \
+           CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT), \
+           CAST(SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) AS BIGINT) \
+         FROM verifications \
          WHERE ended_at >= {a} AND ended_at < {b} \
            AND status IN ('completed', 'expired', 'failed', 'cancelled') \
            AND user_id NOT IN {NOT_CUSTOMERS} \
-         GROUP BY 1, 2, 3, 4 \
-         ON CONFLICT (day, service, country, status) DO UPDATE SET \
-           verifications = analytics_outcomes_daily.verifications + excluded.verifications",
+         GROUP BY 1, 2, 3 \
+         ON CONFLICT (day, service, country) DO UPDATE SET \
+           completed = analytics_outcomes_daily.completed + excluded.completed, \
+           expired = analytics_outcomes_daily.expired + excluded.expired, \
+           failed = analytics_outcomes_daily.failed + excluded.failed, \
+           cancelled = analytics_outcomes_daily.cancelled + excluded.cancelled",
         day = q.day("ended_at"),
     );
     txn.execute_raw(q.statement(sql)).await?;
@@ -228,6 +383,21 @@ pub async fn roll_up(
     let sql =
         format!("UPDATE analytics_rollups SET upto = {t}, updated_at = {now} WHERE name = {n}");
     txn.execute_raw(q.statement(sql)).await?;
+    Ok(())
+}
+
+/// Tidies the rollups after a catch-up has rewritten them (PostgreSQL; SQLite plans
+/// without statistics): the versions each window's upserts left behind are cleared, so a
+/// report's scan does not step over them, and the planner's statistics are refreshed.
+/// Autovacuum would do the same, in its own time (or never, where it is off). Outside any
+/// transaction: `VACUUM` cannot run in one.
+pub async fn tidy_rollups(db: &sea_orm::DatabaseConnection) -> Result<(), StoreError> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(
+            "VACUUM (ANALYZE) analytics_customer_days, analytics_outcomes_daily, analytics_revenue_daily",
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -253,8 +423,8 @@ fn add_rows(daily: &mut Daily, rows: Vec<sea_orm::QueryResult>) -> Result<(), St
     Ok(())
 }
 
-/// Per-day ledger sums over `days`: the rollup's days, what came after it from the ledger,
-/// and the fees and overage (always from the ledger).
+/// Per-day ledger sums over `days`: for the platform, the rollup's days plus the entries
+/// inserted since it (by id: whatever day they carry); for a tenant, its customers' entries.
 pub async fn daily_revenue(
     conn: &impl ConnectionTrait,
     days: &DateRange,
@@ -263,36 +433,31 @@ pub async fn daily_revenue(
 ) -> Result<Daily, StoreError> {
     let mut daily = Daily::new();
 
-    let tail_from = if audience.rolled_up() {
-        let mut q = Sql::new(conn);
-        let (a, b) = (q.bind(day_key(days.start)), q.bind(day_key(days.end)));
+    let mut q = Sql::new(conn);
+    let (a, b) = (q.bind(days.from()), q.bind(days.until()));
+    let since = if audience.rolled_up(upto, days.from()) {
+        let mut r = Sql::new(conn);
+        let (ra, rb) = (r.bind(day_key(days.start)), r.bind(day_key(days.end)));
         let sql = format!(
             "SELECT day, metric, amount, entries FROM analytics_revenue_daily \
-             WHERE day >= {a} AND day <= {b}"
+             WHERE day >= {ra} AND day <= {rb}"
         );
-        add_rows(&mut daily, conn.query_all_raw(q.statement(sql)).await?)?;
-        upto.max(days.from())
+        add_rows(&mut daily, conn.query_all_raw(r.statement(sql)).await?)?;
+        format!(" AND e.id >= {}", q.bind(id_mark(upto)))
     } else {
-        days.from()
+        String::new()
     };
+    let counted = q.counted("e.user_id", audience);
+    let sql = format!(
+        "SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(DISTINCT e.id) AS BIGINT) \
+         FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id AND l.amount > 0 \
+         WHERE e.kind IN {REVENUE_KINDS} AND e.created_at >= {a} AND e.created_at < {b}{since} \
+           AND {counted} \
+         GROUP BY 1, 2",
+        day = q.day("e.created_at"),
+    );
+    add_rows(&mut daily, conn.query_all_raw(q.statement(sql)).await?)?;
     let until = days.until();
-    for (kinds, from) in [(ROLLED_KINDS, tail_from), (DATED_KINDS, days.from())] {
-        if from >= until {
-            continue;
-        }
-        let mut q = Sql::new(conn);
-        let (a, b) = (q.bind(from), q.bind(until));
-        let counted = q.counted("e.user_id", audience);
-        let sql = format!(
-            "SELECT {day}, {METRIC_OF_ENTRY}, CAST(SUM(l.amount) AS BIGINT), CAST(COUNT(DISTINCT e.id) AS BIGINT) \
-             FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id AND l.amount > 0 \
-             WHERE e.kind IN {kinds} AND e.created_at >= {a} AND e.created_at < {b} \
-               AND {counted} \
-             GROUP BY 1, 2",
-            day = q.day("e.created_at"),
-        );
-        add_rows(&mut daily, conn.query_all_raw(q.statement(sql)).await?)?;
-    }
 
     // Tenants' margins, from their margin accounts' lines (a handful of accounts, each line
     // dated as its entry): captures add, manual refunds take back.
@@ -346,15 +511,202 @@ pub async fn customer_counts(
     Ok((get(&row, 0)?, get(&row, 1)?, get(&row, 2)?))
 }
 
-/// Distinct active customers: in the range, in the previous period, in the previous period
-/// but not the range (churned), on the last day, in the last 7 and the last 30 days.
+/// Distinct customers: active in the range, in the previous period, in the previous period
+/// but not the range (churned), on the last day, in the last 7 and the last 30 days; and
+/// paying in the range. Active: bought a verification that day; paying: charged anything
+/// that day (a captured verification, a fee, an overage).
 pub async fn activity(
     conn: &impl ConnectionTrait,
     range: &DateRange,
     previous: &DateRange,
     upto: DateTime<Utc>,
     audience: Audience,
-) -> Result<[i64; 6], StoreError> {
+) -> Result<[i64; 7], StoreError> {
+    let window = previous.union(&range.trailing(30)).union(range);
+    if audience.rolled_up(upto, window.from()) {
+        rolled_activity(conn, range, previous, upto).await
+    } else {
+        figures(&raw_activity(conn, range, previous, audience).await?, 0)
+    }
+}
+
+/// The seven figures from column `from` on.
+fn figures(row: &sea_orm::QueryResult, from: usize) -> Result<[i64; 7], StoreError> {
+    let mut out = [0; 7];
+    for (i, figure) in out.iter_mut().enumerate() {
+        *figure = get(row, from + i)?;
+    }
+    Ok(out)
+}
+
+/// The windows of an activity report, in the order of its figures: the range, the previous
+/// period, the last day, the last 7 and 30 days (active days), the range (paying days).
+fn activity_windows(range: &DateRange, previous: &DateRange) -> [(char, DateRange); 6] {
+    [
+        ('a', *range),
+        ('a', *previous),
+        ('a', range.trailing(1)),
+        ('a', range.trailing(7)),
+        ('a', range.trailing(30)),
+        ('p', *range),
+    ]
+}
+
+/// The seven figures' sums over per-customer flags `r, p, d1, d7, d30, paid` of relation
+/// `rows` (churned: in the previous period, not in the range).
+fn activity_sums(rows: &str) -> String {
+    format!(
+        "SELECT \
+           CAST(COALESCE(SUM(r), 0) AS BIGINT), CAST(COALESCE(SUM(p), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN p = 1 AND r = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(d1), 0) AS BIGINT), CAST(COALESCE(SUM(d7), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(d30), 0) AS BIGINT), CAST(COALESCE(SUM(paid), 0) AS BIGINT) \
+         FROM ({rows}) f"
+    )
+}
+
+const FLAGS: [&str; 6] = ["r", "p", "d1", "d7", "d30", "paid"];
+
+/// What happened since the rollup's mark, as bitmap rows of `system` (`user_id`, `chunk`
+/// and the words): the verifications bought since then, and the charges in the range
+/// inserted since then.
+fn tail_rows(
+    q: &mut Sql,
+    system: i64,
+    window: &DateRange,
+    range: &DateRange,
+    upto: DateTime<Utc>,
+) -> String {
+    let (from, until) = (q.bind(upto.max(window.from())), q.bind(window.until()));
+    let (paid_from, paid_until) = (q.bind(range.from()), q.bind(range.until()));
+    let paid_since = q.bind(id_mark(upto));
+    let shift = system * CHUNK_SHIFT;
+    let day = q.epoch_day("created_at");
+    format!(
+        "SELECT user_id, {chunk} AS chunk, {bought} FROM ( \
+           SELECT user_id, {day} + {shift} AS e, {system} AS sys FROM verifications \
+           WHERE created_at >= {from} AND created_at < {until}) v \
+         UNION ALL \
+         SELECT user_id, {chunk} AS chunk, {charged} FROM ( \
+           SELECT user_id, {day} + {shift} AS e, {system} AS sys FROM journal_entries \
+           WHERE id >= {paid_since} AND kind IN {PAID_KINDS} AND user_id IS NOT NULL \
+             AND created_at >= {paid_from} AND created_at < {paid_until}) j",
+        chunk = chunk_of_day(),
+        bought = day_words('a', false),
+        charged = day_words('p', false),
+    )
+}
+
+/// The platform's activity from the customers' day bitmaps, plus what happened since the
+/// rollup's mark.
+///
+/// When the report's whole window lies in one chunk (always for ranges of up to 192 days:
+/// the range and the period before it) and the rollup is less than [`ROLLUP_FRESH`] behind,
+/// each customer has one row there: the figures are a scan of those rows, plus a correction
+/// for the few customers seen since the mark (their flags OR-ed with their row's, less their
+/// row's). Otherwise the rows of every chunk the window touches, and what came after the
+/// mark, are grouped by customer.
+async fn rolled_activity(
+    conn: &impl ConnectionTrait,
+    range: &DateRange,
+    previous: &DateRange,
+    upto: DateTime<Utc>,
+) -> Result<[i64; 7], StoreError> {
+    let window = previous.union(&range.trailing(30)).union(range);
+    let windows = activity_windows(range, previous);
+    let mut q = Sql::new(conn);
+    // The six flags of bitmap row `row`, each written as `pattern` makes it (`{e}` the
+    // flag's expression, `{n}` its name).
+    let flags = |q: &mut Sql, row: &str, system: i64, pattern: &str| -> String {
+        windows
+            .iter()
+            .zip(FLAGS)
+            .map(|((prefix, w), name)| {
+                let expr = q.has_day(row, *prefix, &day_mask(w, system));
+                pattern.replace("{e}", &expr).replace("{n}", name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let one_chunk = if Utc::now() - upto < ROLLUP_FRESH {
+        single_chunk(&window)
+    } else {
+        None
+    };
+    let sql = if let Some((system, key)) = one_chunk {
+        let main_flags = flags(&mut q, "m", system, "{e} AS {n}");
+        let k = q.bind(key);
+        let main = activity_sums(&format!(
+            "SELECT {main_flags} FROM analytics_customer_days m \
+             WHERE m.chunk = {k} AND m.user_id NOT IN {NOT_CUSTOMERS}"
+        ));
+        let tail_flags = flags(&mut q, "x", system, "MAX({e}) AS {n}");
+        let rows = tail_rows(&mut q, system, &window, range, upto);
+        let row_flags = flags(&mut q, "m", system, "{e} AS m_{n}");
+        let k = q.bind(key);
+        // Per customer seen since the mark: its flags with and without the tail.
+        let both: Vec<String> = FLAGS
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} AS {f}",
+                    q.greatest(&format!("s.{f}"), &format!("s.m_{f}"))
+                )
+            })
+            .collect();
+        let row_only: Vec<String> = FLAGS.iter().map(|f| format!("m_{f} AS {f}")).collect();
+        let seen = format!(
+            "SELECT t.*, {row_flags} FROM ( \
+               SELECT x.user_id, {tail_flags} FROM ({rows}) x GROUP BY x.user_id \
+             ) t LEFT JOIN analytics_customer_days m ON m.chunk = {k} AND m.user_id = t.user_id \
+             WHERE t.user_id NOT IN {NOT_CUSTOMERS}",
+        );
+        format!(
+            "SELECT * FROM ({main}) main \
+             CROSS JOIN ({with}) seen_with CROSS JOIN ({without}) seen_without",
+            with = activity_sums(&format!("SELECT {} FROM ({seen}) s", both.join(", "))),
+            without = activity_sums(&format!("SELECT {} FROM ({seen}) s", row_only.join(", "))),
+        )
+    } else {
+        let chunks: Vec<String> = day_mask(&window, 0)
+            .keys()
+            .map(|key| q.bind(*key))
+            .collect();
+        let grouped = flags(&mut q, "x", 0, "MAX({e}) AS {n}");
+        let rows = tail_rows(&mut q, 0, &window, range, upto);
+        activity_sums(&format!(
+            "SELECT {grouped} FROM ( \
+               SELECT user_id, chunk, {words} FROM analytics_customer_days \
+                 WHERE chunk IN ({chunks}) \
+               UNION ALL {rows} \
+             ) x \
+             WHERE x.user_id NOT IN {NOT_CUSTOMERS} \
+             GROUP BY x.user_id",
+            words = all_words(),
+            chunks = chunks.join(", "),
+        ))
+    };
+    let row = conn
+        .query_one_raw(q.statement(sql))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("activity".to_owned()))?;
+    let mut out = figures(&row, 0)?;
+    if one_chunk.is_some() {
+        let (with, without) = (figures(&row, 7)?, figures(&row, 14)?);
+        for i in 0..7 {
+            out[i] += with[i] - without[i];
+        }
+    }
+    Ok(out)
+}
+
+/// A tenant's activity from the raw tables (the rollups are the whole platform's).
+async fn raw_activity(
+    conn: &impl ConnectionTrait,
+    range: &DateRange,
+    previous: &DateRange,
+    audience: Audience,
+) -> Result<sea_orm::QueryResult, StoreError> {
     let week = range.trailing(7);
     let month = range.trailing(30);
     let window = previous.union(&month).union(range);
@@ -365,75 +717,38 @@ pub async fn activity(
         q.bind(day_key(previous.end)),
     );
     let (ws, ms) = (q.bind(day_key(week.start)), q.bind(day_key(month.start)));
-    let (rolled, tail_from) = if audience.rolled_up() {
-        let (lo, hi) = (q.bind(day_key(window.start)), q.bind(day_key(window.end)));
-        (
-            format!(
-                "SELECT day, user_id FROM analytics_active_days WHERE day >= {lo} AND day <= {hi} UNION ALL "
-            ),
-            q.bind(upto.max(window.from())),
-        )
-    } else {
-        (String::new(), q.bind(window.from()))
-    };
-    let tail_until = q.bind(window.until());
+    let (from, until) = (q.bind(window.from()), q.bind(window.until()));
+    let (paid_from, paid_until) = (q.bind(range.from()), q.bind(range.until()));
     let counted = q.counted("user_id", audience);
     let sql = format!(
         "SELECT \
            CAST(COALESCE(SUM(r), 0) AS BIGINT), CAST(COALESCE(SUM(p), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN p = 1 AND r = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(d1), 0) AS BIGINT), CAST(COALESCE(SUM(d7), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(d30), 0) AS BIGINT) \
+           CAST(COALESCE(SUM(d30), 0) AS BIGINT), CAST(COALESCE(SUM(paid), 0) AS BIGINT) \
          FROM ( \
            SELECT user_id, \
-             MAX(CASE WHEN day >= {rs} AND day <= {re} THEN 1 ELSE 0 END) AS r, \
-             MAX(CASE WHEN day >= {ps} AND day <= {pe} THEN 1 ELSE 0 END) AS p, \
-             MAX(CASE WHEN day = {re} THEN 1 ELSE 0 END) AS d1, \
-             MAX(CASE WHEN day >= {ws} AND day <= {re} THEN 1 ELSE 0 END) AS d7, \
-             MAX(CASE WHEN day >= {ms} AND day <= {re} THEN 1 ELSE 0 END) AS d30 \
+             MAX(CASE WHEN src = 'v' AND day >= {rs} AND day <= {re} THEN 1 ELSE 0 END) AS r, \
+             MAX(CASE WHEN src = 'v' AND day >= {ps} AND day <= {pe} THEN 1 ELSE 0 END) AS p, \
+             MAX(CASE WHEN src = 'v' AND day = {re} THEN 1 ELSE 0 END) AS d1, \
+             MAX(CASE WHEN src = 'v' AND day >= {ws} AND day <= {re} THEN 1 ELSE 0 END) AS d7, \
+             MAX(CASE WHEN src = 'v' AND day >= {ms} AND day <= {re} THEN 1 ELSE 0 END) AS d30, \
+             MAX(CASE WHEN src = 'e' THEN 1 ELSE 0 END) AS paid \
            FROM ( \
-             {rolled}\
-             SELECT {day} AS day, user_id FROM verifications \
-               WHERE created_at >= {tail_from} AND created_at < {tail_until} \
+             SELECT 'v' AS src, {vday} AS day, user_id FROM verifications \
+               WHERE created_at >= {from} AND created_at < {until} \
+             UNION ALL \
+             SELECT 'e' AS src, '' AS day, user_id FROM journal_entries \
+               WHERE kind IN {PAID_KINDS} AND created_at >= {paid_from} AND created_at < {paid_until} \
            ) a \
            WHERE {counted} \
            GROUP BY user_id \
          ) u",
-        day = q.day("created_at"),
+        vday = q.day("created_at"),
     );
-    let row = conn
-        .query_one_raw(q.statement(sql))
+    conn.query_one_raw(q.statement(sql))
         .await?
-        .ok_or_else(|| StoreError::Corrupt("activity".to_owned()))?;
-    Ok([
-        get(&row, 0)?,
-        get(&row, 1)?,
-        get(&row, 2)?,
-        get(&row, 3)?,
-        get(&row, 4)?,
-        get(&row, 5)?,
-    ])
-}
-
-/// Customers charged anything in the range: a final verification charge, a fee, overage.
-pub async fn paying_customers(
-    conn: &impl ConnectionTrait,
-    range: &DateRange,
-    audience: Audience,
-) -> Result<i64, StoreError> {
-    let mut q = Sql::new(conn);
-    let (a, b) = (q.bind(range.from()), q.bind(range.until()));
-    let counted = q.counted("user_id", audience);
-    let sql = format!(
-        "SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) FROM journal_entries \
-         WHERE kind IN ('verification_capture', 'subscription_fee', 'overage_charge') \
-           AND created_at >= {a} AND created_at < {b} AND {counted}"
-    );
-    let row = conn
-        .query_one_raw(q.statement(sql))
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("paying customers".to_owned()))?;
-    get(&row, 0)
+        .ok_or_else(|| StoreError::Corrupt("activity".to_owned()))
 }
 
 /// Verification outcomes per (service, country): counts by status, over the days of the
@@ -446,28 +761,33 @@ pub async fn outcomes(
     upto: DateTime<Utc>,
     audience: Audience,
 ) -> Result<Outcomes, StoreError> {
+    const STATUSES: [&str; 4] = ["completed", "expired", "failed", "cancelled"];
     let mut out = Outcomes::new();
+    // Rows of (service, country, then a count per status in the order of STATUSES).
     let mut add = |rows: Vec<sea_orm::QueryResult>| -> Result<(), StoreError> {
         for row in rows {
             let service: String = get(&row, 0)?;
             let country: String = get(&row, 1)?;
-            let status: String = get(&row, 2)?;
-            let n: i64 = get(&row, 3)?;
-            *out.entry((service, country))
-                .or_default()
-                .entry(status)
-                .or_insert(0) += n;
+            let by_status = out.entry((service, country)).or_default();
+            for (i, status) in STATUSES.into_iter().enumerate() {
+                let n: i64 = get(&row, 2 + i)?;
+                if n != 0 {
+                    *by_status.entry(status.to_owned()).or_insert(0) += n;
+                }
+            }
         }
         Ok(())
     };
 
-    let from = if audience.rolled_up() {
+    let from = if audience.rolled_up(upto, range.from()) {
         let mut q = Sql::new(conn);
         let (a, b) = (q.bind(day_key(range.start)), q.bind(day_key(range.end)));
         let sql = format!(
-            "SELECT service, country, status, CAST(SUM(verifications) AS BIGINT) \
+            "SELECT service, country, CAST(SUM(completed) AS BIGINT), \
+               CAST(SUM(expired) AS BIGINT), CAST(SUM(failed) AS BIGINT), \
+               CAST(SUM(cancelled) AS BIGINT) \
              FROM analytics_outcomes_daily WHERE day >= {a} AND day <= {b} \
-             GROUP BY service, country, status"
+             GROUP BY service, country"
         );
         add(conn.query_all_raw(q.statement(sql)).await?)?;
         upto.max(range.from())
@@ -478,12 +798,17 @@ pub async fn outcomes(
         let mut q = Sql::new(conn);
         let (a, b) = (q.bind(from), q.bind(range.until()));
         let counted = q.counted("user_id", audience);
+        let counts: Vec<String> = STATUSES
+            .iter()
+            .map(|s| format!("CAST(SUM(CASE WHEN status = '{s}' THEN 1 ELSE 0 END) AS BIGINT)"))
+            .collect();
         let sql = format!(
-            "SELECT service, country, status, CAST(COUNT(*) AS BIGINT) FROM verifications \
+            "SELECT service, country, {} FROM verifications \
              WHERE ended_at >= {a} AND ended_at < {b} \
                AND status IN ('completed', 'expired', 'failed', 'cancelled') \
                AND {counted} \
-             GROUP BY service, country, status"
+             GROUP BY service, country",
+            counts.join(", ")
         );
         add(conn.query_all_raw(q.statement(sql)).await?)?;
     }

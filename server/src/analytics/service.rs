@@ -21,6 +21,9 @@ pub const ROLLUP_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 /// The longest window one rollup transaction covers (a first run over a year of history
 /// is many short transactions, not one long one).
 const ROLLUP_WINDOW: chrono::Duration = chrono::Duration::days(7);
+/// A pass of this many windows is a catch-up (a first run, or a long stop): when it ends,
+/// the rollups are vacuumed and analysed.
+const CATCH_UP_WINDOWS: usize = 4;
 
 pub const TRACK_EVENT: &str = "namaskah.v1.AnalyticsService/TrackEvent";
 pub const GET_REVENUE_ANALYTICS: &str = "namaskah.v1.AnalyticsService/GetRevenueAnalytics";
@@ -167,9 +170,15 @@ impl Analytics {
         let upto = repo::rollup_upto(&self.db, DAILY).await?;
         let (total, new, previous_new) =
             repo::customer_counts(&self.db, range, &previous, audience).await?;
-        let [active, previous_active, churned, daily, weekly, monthly] =
-            repo::activity(&self.db, range, &previous, upto, audience).await?;
-        let paying = repo::paying_customers(&self.db, range, audience).await?;
+        let [
+            active,
+            previous_active,
+            churned,
+            daily,
+            weekly,
+            monthly,
+            paying,
+        ] = repo::activity(&self.db, range, &previous, upto, audience).await?;
         let daily_revenue = repo::daily_revenue(&self.db, range, upto, audience).await?;
         let net = domain::total(&daily_revenue, range).figures().net_revenue;
         let activity = Activity {
@@ -217,10 +226,11 @@ impl Analytics {
         })
     }
 
-    /// Rolls everything dated up to `now − ROLLUP_GRACE` into the daily rollups, a window at
-    /// a time. Safe with several instances: each window is one transaction holding the
-    /// rollup's row (another instance holding it makes this pass stop). Returns the number of
-    /// windows rolled up.
+    /// Rolls everything that happened up to `now − ROLLUP_GRACE` (ledger entries by when
+    /// they were inserted, verifications by when they were bought and ended) into the
+    /// rollups, a window at a time. Safe with several instances: each window is one
+    /// transaction holding the rollup's row (another instance holding it makes this pass
+    /// stop). Returns the number of windows rolled up.
     pub async fn roll_up(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         // In whole microseconds, as the databases keep it: the mark read back must equal the
         // mark written, or the last window would be rolled up again and again.
@@ -231,7 +241,8 @@ impl Analytics {
         loop {
             let txn = self.db.begin().await?;
             let Some(mut upto) = repo::lock_rollup(&txn, DAILY, now).await? else {
-                return Ok(windows);
+                // Another instance is rolling up now.
+                break;
             };
             if upto == DateTime::<Utc>::UNIX_EPOCH {
                 // Nothing is dated before the first account.
@@ -242,13 +253,18 @@ impl Analytics {
             }
             if upto >= cutoff {
                 txn.commit().await?;
-                return Ok(windows);
+                break;
             }
             let to = (upto + ROLLUP_WINDOW).min(cutoff);
             repo::roll_up(&txn, DAILY, upto, to).await?;
             txn.commit().await?;
             windows += 1;
         }
+        if windows >= CATCH_UP_WINDOWS {
+            // A catch-up rewrites the rollups wholesale.
+            repo::tidy_rollups(&self.db).await?;
+        }
+        Ok(windows)
     }
 }
 
