@@ -82,13 +82,16 @@ fn day_words(prefix: char, summed: bool) -> String {
     out.join(", ")
 }
 
+/// The bitmap's column names: `a0`, …, `a11`, `p0`, …, `p11`.
+fn word_names() -> impl Iterator<Item = String> {
+    ['a', 'p']
+        .into_iter()
+        .flat_map(|p| (0..CHUNK_WORDS).map(move |k| format!("{p}{k}")))
+}
+
 /// `a0, …, a11, p0, …, p11`.
 fn all_words() -> String {
-    ['a', 'p']
-        .iter()
-        .flat_map(|p| (0..CHUNK_WORDS).map(move |k| format!("{p}{k}")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    word_names().collect::<Vec<_>>().join(", ")
 }
 
 /// Whose figures a report counts.
@@ -257,7 +260,8 @@ pub async fn lock_rollup(
     Ok(query.one(txn).await?.map(|row| row.upto))
 }
 
-/// How far the rollup has got: everything dated before this is in it.
+/// How far the rollup has got: the ledger entries inserted before this, and the
+/// verifications bought or ended before it, are in it.
 pub async fn rollup_upto(
     conn: &impl ConnectionTrait,
     name: &str,
@@ -309,12 +313,8 @@ pub async fn roll_up(
 
     // Active days (a verification bought) and paying days (a charge), OR-ed into each
     // customer's bitmap rows.
-    let merge = ['a', 'p']
-        .iter()
-        .flat_map(|p| {
-            (0..CHUNK_WORDS)
-                .map(move |k| format!("{p}{k} = analytics_customer_days.{p}{k} | excluded.{p}{k}"))
-        })
+    let merge = word_names()
+        .map(|w| format!("{w} = analytics_customer_days.{w} | excluded.{w}"))
         .collect::<Vec<_>>()
         .join(", ");
     for prefix in ['a', 'p'] {
@@ -522,12 +522,16 @@ pub async fn activity(
     upto: DateTime<Utc>,
     audience: Audience,
 ) -> Result<[i64; 7], StoreError> {
-    let window = previous.union(&range.trailing(30)).union(range);
-    if audience.rolled_up(upto, window.from()) {
+    if audience.rolled_up(upto, activity_window(range, previous).from()) {
         rolled_activity(conn, range, previous, upto).await
     } else {
-        figures(&raw_activity(conn, range, previous, audience).await?, 0)
+        raw_activity(conn, range, previous, audience).await
     }
+}
+
+/// Every day an activity report looks at: the previous period, the last 30 days, the range.
+fn activity_window(range: &DateRange, previous: &DateRange) -> DateRange {
+    previous.union(&range.trailing(30)).union(range)
 }
 
 /// The seven figures from column `from` on.
@@ -552,17 +556,22 @@ fn activity_windows(range: &DateRange, previous: &DateRange) -> [(char, DateRang
     ]
 }
 
-/// The seven figures' sums over per-customer flags `r, p, d1, d7, d30, paid` of relation
-/// `rows` (churned: in the previous period, not in the range).
-fn activity_sums(rows: &str) -> String {
-    format!(
-        "SELECT \
-           CAST(COALESCE(SUM(r), 0) AS BIGINT), CAST(COALESCE(SUM(p), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(CASE WHEN p = 1 AND r = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(d1), 0) AS BIGINT), CAST(COALESCE(SUM(d7), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(d30), 0) AS BIGINT), CAST(COALESCE(SUM(paid), 0) AS BIGINT) \
-         FROM ({rows}) f"
-    )
+/// The seven figures' sums over per-customer flags `{prefix}r`, `{prefix}p`, `{prefix}d1`,
+/// `{prefix}d7`, `{prefix}d30`, `{prefix}paid` (churned: in the previous period, not in the
+/// range), as a select list.
+fn activity_sums(prefix: &str) -> String {
+    let sum = |e: String| format!("CAST(COALESCE(SUM({e}), 0) AS BIGINT)");
+    let [r, p, d1, d7, d30, paid] = FLAGS.map(|f| format!("{prefix}{f}"));
+    [
+        sum(r.clone()),
+        sum(p.clone()),
+        sum(format!("CASE WHEN {p} = 1 AND {r} = 0 THEN 1 ELSE 0 END")),
+        sum(d1),
+        sum(d7),
+        sum(d30),
+        sum(paid),
+    ]
+    .join(", ")
 }
 
 const FLAGS: [&str; 6] = ["r", "p", "d1", "d7", "d30", "paid"];
@@ -612,7 +621,7 @@ async fn rolled_activity(
     previous: &DateRange,
     upto: DateTime<Utc>,
 ) -> Result<[i64; 7], StoreError> {
-    let window = previous.union(&range.trailing(30)).union(range);
+    let window = activity_window(range, previous);
     let windows = activity_windows(range, previous);
     let mut q = Sql::new(conn);
     // The six flags of bitmap row `row`, each written as `pattern` makes it (`{e}` the
@@ -636,25 +645,27 @@ async fn rolled_activity(
     let sql = if let Some((system, key)) = one_chunk {
         let main_flags = flags(&mut q, "m", system, "{e} AS {n}");
         let k = q.bind(key);
-        let main = activity_sums(&format!(
-            "SELECT {main_flags} FROM analytics_customer_days m \
-             WHERE m.chunk = {k} AND m.user_id NOT IN {NOT_CUSTOMERS}"
-        ));
+        let main = format!(
+            "SELECT {sums} FROM ( \
+               SELECT {main_flags} FROM analytics_customer_days m \
+               WHERE m.chunk = {k} AND m.user_id NOT IN {NOT_CUSTOMERS}) f",
+            sums = activity_sums(""),
+        );
         let tail_flags = flags(&mut q, "x", system, "MAX({e}) AS {n}");
         let rows = tail_rows(&mut q, system, &window, range, upto);
         let row_flags = flags(&mut q, "m", system, "{e} AS m_{n}");
         let k = q.bind(key);
-        // Per customer seen since the mark: its flags with and without the tail.
-        let both: Vec<String> = FLAGS
+        // Per customer seen since the mark: its flags with the tail (`w_`) and without
+        // (`m_`, its row's alone).
+        let with: Vec<String> = FLAGS
             .iter()
             .map(|f| {
                 format!(
-                    "{} AS {f}",
+                    "{} AS w_{f}",
                     q.greatest(&format!("s.{f}"), &format!("s.m_{f}"))
                 )
             })
             .collect();
-        let row_only: Vec<String> = FLAGS.iter().map(|f| format!("m_{f} AS {f}")).collect();
         let seen = format!(
             "SELECT t.*, {row_flags} FROM ( \
                SELECT x.user_id, {tail_flags} FROM ({rows}) x GROUP BY x.user_id \
@@ -662,10 +673,12 @@ async fn rolled_activity(
              WHERE t.user_id NOT IN {NOT_CUSTOMERS}",
         );
         format!(
-            "SELECT * FROM ({main}) main \
-             CROSS JOIN ({with}) seen_with CROSS JOIN ({without}) seen_without",
-            with = activity_sums(&format!("SELECT {} FROM ({seen}) s", both.join(", "))),
-            without = activity_sums(&format!("SELECT {} FROM ({seen}) s", row_only.join(", "))),
+            "SELECT * FROM ({main}) main CROSS JOIN ( \
+               SELECT {with_sums}, {without_sums} FROM (SELECT s.*, {with} FROM ({seen}) s) c \
+             ) seen",
+            with_sums = activity_sums("w_"),
+            without_sums = activity_sums("m_"),
+            with = with.join(", "),
         )
     } else {
         let chunks: Vec<String> = day_mask(&window, 0)
@@ -674,17 +687,20 @@ async fn rolled_activity(
             .collect();
         let grouped = flags(&mut q, "x", 0, "MAX({e}) AS {n}");
         let rows = tail_rows(&mut q, 0, &window, range, upto);
-        activity_sums(&format!(
-            "SELECT {grouped} FROM ( \
-               SELECT user_id, chunk, {words} FROM analytics_customer_days \
-                 WHERE chunk IN ({chunks}) \
-               UNION ALL {rows} \
-             ) x \
-             WHERE x.user_id NOT IN {NOT_CUSTOMERS} \
-             GROUP BY x.user_id",
+        format!(
+            "SELECT {sums} FROM ( \
+               SELECT {grouped} FROM ( \
+                 SELECT user_id, chunk, {words} FROM analytics_customer_days \
+                   WHERE chunk IN ({chunks}) \
+                 UNION ALL {rows} \
+               ) x \
+               WHERE x.user_id NOT IN {NOT_CUSTOMERS} \
+               GROUP BY x.user_id \
+             ) f",
+            sums = activity_sums(""),
             words = all_words(),
             chunks = chunks.join(", "),
-        ))
+        )
     };
     let row = conn
         .query_one_raw(q.statement(sql))
@@ -700,16 +716,17 @@ async fn rolled_activity(
     Ok(out)
 }
 
-/// A tenant's activity from the raw tables (the rollups are the whole platform's).
+/// The activity from the raw tables: a tenant's always (the rollups are the whole
+/// platform's), the platform's while the rollup has not reached the report's window.
 async fn raw_activity(
     conn: &impl ConnectionTrait,
     range: &DateRange,
     previous: &DateRange,
     audience: Audience,
-) -> Result<sea_orm::QueryResult, StoreError> {
+) -> Result<[i64; 7], StoreError> {
     let week = range.trailing(7);
     let month = range.trailing(30);
-    let window = previous.union(&month).union(range);
+    let window = activity_window(range, previous);
     let mut q = Sql::new(conn);
     let (rs, re) = (q.bind(day_key(range.start)), q.bind(day_key(range.end)));
     let (ps, pe) = (
@@ -721,12 +738,7 @@ async fn raw_activity(
     let (paid_from, paid_until) = (q.bind(range.from()), q.bind(range.until()));
     let counted = q.counted("user_id", audience);
     let sql = format!(
-        "SELECT \
-           CAST(COALESCE(SUM(r), 0) AS BIGINT), CAST(COALESCE(SUM(p), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(CASE WHEN p = 1 AND r = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(d1), 0) AS BIGINT), CAST(COALESCE(SUM(d7), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(d30), 0) AS BIGINT), CAST(COALESCE(SUM(paid), 0) AS BIGINT) \
-         FROM ( \
+        "SELECT {sums} FROM ( \
            SELECT user_id, \
              MAX(CASE WHEN src = 'v' AND day >= {rs} AND day <= {re} THEN 1 ELSE 0 END) AS r, \
              MAX(CASE WHEN src = 'v' AND day >= {ps} AND day <= {pe} THEN 1 ELSE 0 END) AS p, \
@@ -744,11 +756,14 @@ async fn raw_activity(
            WHERE {counted} \
            GROUP BY user_id \
          ) u",
+        sums = activity_sums(""),
         vday = q.day("created_at"),
     );
-    conn.query_one_raw(q.statement(sql))
+    let row = conn
+        .query_one_raw(q.statement(sql))
         .await?
-        .ok_or_else(|| StoreError::Corrupt("activity".to_owned()))
+        .ok_or_else(|| StoreError::Corrupt("activity".to_owned()))?;
+    figures(&row, 0)
 }
 
 /// Verification outcomes per (service, country): counts by status, over the days of the
