@@ -3,6 +3,8 @@
 //! and the ledger books the platform's price and the tenant's margin apart.
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::*;
 use namaskah_proto::v1 as pb;
 use namaskah_proto::v1::catalog_service_client::CatalogServiceClient;
@@ -100,17 +102,22 @@ async fn create(
         .map(|r| r.into_inner().tenant.unwrap())
 }
 
+/// A request sent to `host` when given (else to the server's address), signed in with
+/// `token` when given.
+fn request_as<T>(message: T, host: Option<&str>, token: Option<&str>) -> Request<T> {
+    match (host, token) {
+        (Some(host), token) => at_host(message, host, token),
+        (None, Some(token)) => bearer(message, token),
+        (None, None) => Request::new(message),
+    }
+}
+
 async fn price_at(app: &TestApp, host: Option<&str>, token: Option<&str>) -> i64 {
     let message = pb::GetPriceRequest {
         name: "services/whatsapp/prices/GB".into(),
     };
-    let request = match (host, token) {
-        (Some(host), token) => at_host(message, host, token),
-        (None, Some(token)) => bearer(message, token),
-        (None, None) => Request::new(message),
-    };
     catalog(app)
-        .get_price(request)
+        .get_price(request_as(message, host, token))
         .await
         .expect("a price")
         .into_inner()
@@ -119,6 +126,71 @@ async fn price_at(app: &TestApp, host: Option<&str>, token: Option<&str>) -> i64
         .price
         .unwrap()
         .minor_units
+}
+
+/// Every service's price in `country` as `ListServices` shows it to the caller, by service
+/// code.
+async fn listed_prices(
+    app: &TestApp,
+    host: Option<&str>,
+    token: Option<&str>,
+    country: &str,
+) -> BTreeMap<String, i64> {
+    let listed = catalog(app)
+        .list_services(request_as(
+            pb::ListServicesRequest {
+                country: format!("countries/{country}"),
+                page_size: 500,
+                ..Default::default()
+            },
+            host,
+            token,
+        ))
+        .await
+        .expect("list services")
+        .into_inner();
+    assert!(listed.next_page_token.is_empty(), "one page holds them all");
+    listed
+        .services
+        .into_iter()
+        .map(|s| (s.code, s.price.expect("a price in the country").minor_units))
+        .collect()
+}
+
+/// A tenant's price list in `country` (`ListTenantPrices`, every page), by service code.
+async fn tenant_price_list(
+    app: &TestApp,
+    token: &str,
+    tenant: &str,
+    country: &str,
+) -> BTreeMap<String, i64> {
+    let mut prices = BTreeMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = tenants(app)
+            .list_tenant_prices(bearer(
+                pb::ListTenantPricesRequest {
+                    parent: tenant.into(),
+                    country: format!("countries/{country}"),
+                    page_size: 20,
+                    page_token,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .expect("the tenant's prices")
+            .into_inner();
+        for p in page.prices {
+            assert_eq!(p.country, format!("countries/{country}"));
+            let code = p.service.trim_start_matches("services/").to_owned();
+            prices.insert(code, p.price.unwrap().minor_units);
+        }
+        if page.next_page_token.is_empty() {
+            return prices;
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// `base × (10 000 + markup) / 10 000`, halves up (the catalog's rule).
@@ -339,6 +411,51 @@ async fn customers_buy_at_their_tenants_prices_and_the_ledger_splits_the_sale() 
         platform
     );
 
+    // Both tenants sell the same services; each customer's catalog is its own tenant's
+    // price list, service by service, wherever the customer calls from.
+    let acme_list = tenant_price_list(&app, &acme_token, "tenants/acme", "GB").await;
+    let bolt_list = tenant_price_list(&app, &bolt_token, "tenants/bolt", "GB").await;
+    assert!(acme_list.len() > 20, "{acme_list:?}");
+    assert_eq!(
+        acme_list.keys().collect::<Vec<_>>(),
+        bolt_list.keys().collect::<Vec<_>>(),
+        "overlapping service lists"
+    );
+    assert_eq!(acme_list["whatsapp"], platform * 2, "acme's fixed price");
+    for (service, acme_price) in &acme_list {
+        assert_ne!(acme_price, &bolt_list[service], "{service}");
+    }
+    assert_eq!(
+        listed_prices(&app, None, Some(&acme_customer), "GB").await,
+        acme_list
+    );
+    assert_eq!(
+        listed_prices(&app, Some(BOLT_HOST), Some(&acme_customer), "GB").await,
+        acme_list
+    );
+    assert_eq!(
+        listed_prices(&app, None, Some(&bolt_customer), "GB").await,
+        bolt_list
+    );
+    assert_eq!(
+        listed_prices(&app, Some(ACME_HOST), Some(&bolt_customer), "GB").await,
+        bolt_list
+    );
+    let platform_list = listed_prices(&app, None, Some(&own_customer), "GB").await;
+    for (service, base) in &platform_list {
+        let expected = if service == "whatsapp" {
+            platform * 2
+        } else {
+            marked_up(*base, 5_000)
+        };
+        assert_eq!(acme_list[service], expected, "{service}");
+        assert_eq!(bolt_list[service], marked_up(*base, 1_000), "{service}");
+    }
+    assert_eq!(
+        platform_list.keys().collect::<Vec<_>>(),
+        acme_list.keys().collect::<Vec<_>>()
+    );
+
     // Buying holds the tenant's price; the code captures it: the platform's price to
     // revenue, the rest to acme's margin.
     let v = app
@@ -528,6 +645,54 @@ async fn customers_buy_at_their_tenants_prices_and_the_ledger_splits_the_sale() 
         .unwrap()
         .into_inner();
     assert_eq!(by_request_host.tenant, "tenants/bolt");
+    // Signed in, without naming a host: the account's tenant, whatever host the request
+    // came to.
+    let platform_look = get_branding("other.example.org")
+        .await
+        .unwrap()
+        .branding
+        .unwrap();
+    for (token, host, tenant, display_name) in [
+        (&acme_customer, None, "tenants/acme", "Acme SMS"),
+        (&acme_customer, Some(BOLT_HOST), "tenants/acme", "Acme SMS"),
+        (&bolt_customer, None, "tenants/bolt", "bolt reseller"),
+        (
+            &bolt_customer,
+            Some(ACME_HOST),
+            "tenants/bolt",
+            "bolt reseller",
+        ),
+        (
+            &own_customer,
+            Some(ACME_HOST),
+            "tenants/default",
+            platform_look.display_name.as_str(),
+        ),
+    ] {
+        let found = tenants(&app)
+            .get_branding(request_as(
+                pb::GetBrandingRequest::default(),
+                host,
+                Some(token),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(found.tenant, tenant, "at {host:?}");
+        assert_eq!(found.branding.unwrap().display_name, display_name);
+    }
+    // A host named in the request is looked up as such, signed in or not.
+    let named = tenants(&app)
+        .get_branding(bearer(
+            pb::GetBrandingRequest {
+                host: BOLT_HOST.into(),
+            },
+            &acme_customer,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(named.tenant, "tenants/bolt");
 
     // The owner edits its branding: refreshed at once; but hosts are the administrators'.
     let updated = tenants(&app)

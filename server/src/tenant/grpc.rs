@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::domain::{self, Branding, DEFAULT_TENANT, TenantState};
 use super::service::{self, Access, PriceQuery, PriceView, TenantView, Tenants};
 use crate::admin::grpc::admit;
-use crate::authn::{caller, request_host};
+use crate::authn::{caller, storefront};
 use crate::convert::timestamp;
 use crate::error::ApiError;
 use crate::identity::domain::Role;
@@ -272,7 +272,7 @@ impl TenantService for TenantApi {
     ) -> Result<Response<pb::GetBrandingResponse>, Status> {
         let (found, tenant) = self
             .tenants
-            .branding(&request.get_ref().host, request_host(&request))
+            .branding(&request.get_ref().host, storefront(&request))
             .await?;
         Ok(Response::new(pb::GetBrandingResponse {
             branding: Some(branding(found)),

@@ -723,15 +723,16 @@ impl Tenants {
             .await
     }
 
-    /// `GetBranding`: the branding of the tenant that holds `host` (or the host the
-    /// request was sent to), the platform's for any other host or a suspended tenant.
+    /// `GetBranding`: the branding of the tenant that holds `host`; without one, of the
+    /// request's storefront (the signed-in caller's tenant, else the tenant of the host the
+    /// request was sent to). The platform's for any other host or a suspended tenant.
     pub async fn branding(
         &self,
         host: &str,
-        request_host: Option<&str>,
+        storefront: Option<Uuid>,
     ) -> Result<(Branding, String), ApiError> {
         let host = if host.is_empty() {
-            request_host.map(str::to_owned)
+            None
         } else {
             match domain::normalize_host(host) {
                 Some(host) => Some(host),
@@ -744,7 +745,11 @@ impl Tenants {
             }
         };
         let book = self.catalog.current().await?;
-        match host.as_deref().and_then(|h| book.tenant_at_host(h)) {
+        let found = match host {
+            Some(host) => book.tenant_at_host(&host),
+            None => storefront.and_then(|tenant| book.tenant(tenant)),
+        };
+        match found {
             Some((_, entry)) if !entry.suspended => {
                 Ok((entry.branding.clone(), format!("tenants/{}", entry.slug)))
             }
