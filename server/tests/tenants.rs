@@ -1111,6 +1111,175 @@ async fn administrators_manage_tenants_and_bad_input_is_refused() {
     assert_eq!(changes, 3);
 }
 
+#[tokio::test]
+async fn updates_refuse_hosts_held_elsewhere_and_check_only_the_fields_they_write() {
+    let app = spawn_app_with(&[("NAMASKAH_PLATFORM_HOSTS", "namaskah.test")]).await;
+    let admin = admin_session(&app).await;
+    let (acme_owner, _) = enterprise_owner(&app).await;
+    let (bolt_owner, bolt_owner_token) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &acme_owner,
+        &[ACME_HOST],
+        0,
+        None,
+    )
+    .await
+    .unwrap();
+    create(
+        &app,
+        &admin.token,
+        "bolt",
+        &bolt_owner,
+        &[BOLT_HOST],
+        0,
+        None,
+    )
+    .await
+    .unwrap();
+    let set_hosts = |tenant: &str, hosts: &[&str]| {
+        let request = bearer(
+            pb::UpdateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: tenant.into(),
+                    hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["hosts".into()],
+                }),
+            },
+            &admin.token,
+        );
+        let mut client = tenants(&app);
+        async move {
+            client
+                .update_tenant(request)
+                .await
+                .map(|r| r.into_inner().tenant.unwrap())
+        }
+    };
+    let holder = |host: &str| {
+        let mut client = tenants(&app);
+        let host = host.to_owned();
+        async move {
+            client
+                .get_branding(pb::GetBrandingRequest { host })
+                .await
+                .unwrap()
+                .into_inner()
+                .tenant
+        }
+    };
+
+    for hosts in [
+        vec![BOLT_HOST, ACME_HOST],
+        vec!["SMS.ACME.TEST"],
+        vec![BOLT_HOST, "namaskah.test"],
+    ] {
+        let err = set_hosts("tenants/bolt", &hosts).await.unwrap_err();
+        assert_error(&err, Code::AlreadyExists, "HOST_TAKEN");
+    }
+    // Nothing moved.
+    let bolt = tenants(&app)
+        .get_tenant(bearer(
+            pb::GetTenantRequest {
+                name: "tenants/bolt".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(bolt.hosts, vec![BOLT_HOST]);
+    assert_eq!(holder(ACME_HOST).await, "tenants/acme");
+    assert_eq!(holder(BOLT_HOST).await, "tenants/bolt");
+    let failed = scalar(
+        &app.state.db,
+        "SELECT COUNT(*) FROM audit_log_entries WHERE method = 'namaskah.v1.TenantService/UpdateTenant' AND outcome = 'failed'",
+    )
+    .await;
+    assert_eq!(failed, 3, "each refusal is audited");
+
+    // A tenant created without branding has the platform's look, whose links follow the
+    // server's public URL (http:// here): updates check only the fields they write.
+    let bolt_owner_token = bolt_owner_token.as_str();
+    let owner_update = |paths: &[&str], tenant: pb::Tenant| {
+        let request = bearer(
+            pb::UpdateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: "tenants/bolt".into(),
+                    ..tenant
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+            },
+            bolt_owner_token,
+        );
+        let mut client = tenants(&app);
+        async move {
+            client
+                .update_tenant(request)
+                .await
+                .map(|r| r.into_inner().tenant.unwrap())
+        }
+    };
+    let renamed = owner_update(
+        &["display_name", "branding.primary_color"],
+        pb::Tenant {
+            display_name: "Bolt Texts".into(),
+            branding: Some(pb::Branding {
+                primary_color: "#00AA55".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the owner renames its tenant and sets a colour");
+    assert_eq!(renamed.display_name, "Bolt Texts");
+    assert_eq!(renamed.branding.unwrap().primary_color, "#00AA55");
+    let err = owner_update(
+        &["branding.logo_uri"],
+        pb::Tenant {
+            branding: Some(pb::Branding {
+                logo_uri: "http://cdn.bolt.test/logo.png".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_invalid_fields(&err, &["tenant.branding.logo_uri"]);
+    let whole = owner_update(
+        &["branding"],
+        pb::Tenant {
+            branding: Some(branding("Bolt", "#00AA55")),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("a whole branding of its own");
+    assert_eq!(whole.branding.unwrap().display_name, "Bolt");
+
+    // Once acme has given the host up, it is free to take.
+    set_hosts("tenants/acme", &["new.acme.test"])
+        .await
+        .expect("acme moves");
+    let bolt = set_hosts("tenants/bolt", &[BOLT_HOST, ACME_HOST])
+        .await
+        .expect("bolt takes the freed host");
+    assert_eq!(bolt.hosts, vec![BOLT_HOST, ACME_HOST]);
+    assert_eq!(holder(ACME_HOST).await, "tenants/bolt");
+    assert_eq!(holder("new.acme.test").await, "tenants/acme");
+}
+
 /// How each RPC keeps one tenant's customers from another's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Isolation {

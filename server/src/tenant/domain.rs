@@ -13,8 +13,10 @@ const MAX_NAME: usize = 64;
 const MAX_URI: usize = 2048;
 const MAX_EMAIL: usize = 254;
 
-/// How a tenant presents itself. Every field is checked by [`check_branding`] before it is
-/// stored, so what is shown is plain text, `https` URLs and `#RRGGBB` colours.
+/// How a tenant presents itself. Every field a caller sets is checked by
+/// [`check_branding`] before it is stored, so what is shown is plain text, `https` URLs and
+/// `#RRGGBB` colours; a tenant created without branding starts with the platform's own
+/// look, whose links follow the server's public URL.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Branding {
     pub display_name: String,
@@ -246,15 +248,39 @@ fn check_email(field: &str, value: &str, v: &mut Violations) {
 
 /// Checks every branding field; `prefix` is the field path (`tenant.branding`).
 pub fn check_branding(prefix: &str, b: &Branding, v: &mut Violations) {
-    let f = |name: &str| format!("{prefix}.{name}");
-    check_plain(&f("display_name"), &b.display_name, 1, MAX_NAME, v);
-    check_uri(&f("logo_uri"), &b.logo_uri, false, v);
-    check_uri(&f("favicon_uri"), &b.favicon_uri, true, v);
-    check_color(&f("primary_color"), &b.primary_color, v);
-    check_color(&f("accent_color"), &b.accent_color, v);
-    check_email(&f("support_email"), &b.support_email, v);
-    check_plain(&f("mail_sender_name"), &b.mail_sender_name, 1, MAX_NAME, v);
-    check_uri(&f("website_uri"), &b.website_uri, true, v);
+    check_branding_fields(prefix, b, BRANDING_FIELDS, v);
+}
+
+/// The fields of [`Branding`], by their proto names, in their order.
+pub const BRANDING_FIELDS: &[&str] = &[
+    "display_name",
+    "logo_uri",
+    "favicon_uri",
+    "primary_color",
+    "accent_color",
+    "support_email",
+    "mail_sender_name",
+    "website_uri",
+];
+
+/// Checks the branding fields named in `fields` only (an update checks what it writes: a
+/// tenant's branding may hold values the checks refuse, such as the platform's own look
+/// on a server whose public URL is `http://`).
+pub fn check_branding_fields(prefix: &str, b: &Branding, fields: &[&str], v: &mut Violations) {
+    for field in BRANDING_FIELDS.iter().filter(|f| fields.contains(f)) {
+        let name = format!("{prefix}.{field}");
+        match *field {
+            "display_name" => check_plain(&name, &b.display_name, 1, MAX_NAME, v),
+            "logo_uri" => check_uri(&name, &b.logo_uri, false, v),
+            "favicon_uri" => check_uri(&name, &b.favicon_uri, true, v),
+            "primary_color" => check_color(&name, &b.primary_color, v),
+            "accent_color" => check_color(&name, &b.accent_color, v),
+            "support_email" => check_email(&name, &b.support_email, v),
+            "mail_sender_name" => check_plain(&name, &b.mail_sender_name, 1, MAX_NAME, v),
+            "website_uri" => check_uri(&name, &b.website_uri, true, v),
+            _ => {}
+        }
+    }
 }
 
 /// A tenant's display name in the platform's lists.
@@ -372,6 +398,22 @@ mod tests {
             mail_sender_name: "Acme SMS".into(),
             website_uri: "https://acme.example".into(),
         }
+    }
+
+    #[test]
+    fn only_the_named_branding_fields_are_checked() {
+        // The platform's look on a server reached over http://: its links are refused as a
+        // tenant's own, yet an update of its colour alone passes.
+        let inherited = Branding::platform("http://localhost:8080");
+        let mut v = Violations::default();
+        check_branding("b", &inherited, &mut v);
+        assert!(v.into_result().is_err());
+        let mut v = Violations::default();
+        check_branding_fields("b", &inherited, &["primary_color", "display_name"], &mut v);
+        assert!(v.into_result().is_ok());
+        let mut v = Violations::default();
+        check_branding_fields("b", &inherited, &["logo_uri"], &mut v);
+        assert!(v.into_result().is_err());
     }
 
     #[test]

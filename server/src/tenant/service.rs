@@ -14,7 +14,7 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::domain::{self, Branding, DEFAULT_TENANT, TenantState};
+use super::domain::{self, BRANDING_FIELDS, Branding, DEFAULT_TENANT, TenantState};
 use super::repo::{self, FixedPrice, Taken, TenantRow, Written};
 use crate::admin::repo as admin_repo;
 use crate::admin::service::{Actor, Admin};
@@ -137,18 +137,6 @@ fn branding_from(proto: &pb::Branding) -> Branding {
         website_uri: proto.website_uri.clone(),
     }
 }
-
-/// The branding fields an update mask may name, with their setters.
-const BRANDING_FIELDS: &[&str] = &[
-    "display_name",
-    "logo_uri",
-    "favicon_uri",
-    "primary_color",
-    "accent_color",
-    "support_email",
-    "mail_sender_name",
-    "website_uri",
-];
 
 fn set_branding_field(target: &mut Branding, source: &Branding, field: &str) {
     match field {
@@ -604,7 +592,16 @@ impl Tenants {
                 }
             }
         }
-        domain::check_branding("tenant.branding", &branding, &mut v);
+        // Only the branding fields the mask writes are checked.
+        let written: Vec<&str> = if paths.iter().any(|p| p == "branding") {
+            BRANDING_FIELDS.to_vec()
+        } else {
+            paths
+                .iter()
+                .filter_map(|p| p.strip_prefix("branding."))
+                .collect()
+        };
+        domain::check_branding_fields("tenant.branding", &branding, &written, &mut v);
         v.into_result()?;
         if paths.iter().any(|p| p == "owner") {
             row.owner_id = self.check_owner("tenant.owner", &tenant.owner).await?;
