@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use common::*;
 use namaskah_proto::v1 as pb;
+use namaskah_proto::v1::admin_service_client::AdminServiceClient;
+use namaskah_proto::v1::analytics_service_client::AnalyticsServiceClient;
 use namaskah_proto::v1::catalog_service_client::CatalogServiceClient;
 use namaskah_proto::v1::tenant_service_client::TenantServiceClient;
 use tonic::transport::Channel;
@@ -1109,6 +1111,644 @@ async fn administrators_manage_tenants_and_bad_input_is_refused() {
     )
     .await;
     assert_eq!(changes, 3);
+}
+
+/// Today (UTC) as the reports take it.
+fn today() -> Option<pb::Date> {
+    use chrono::Datelike;
+    let day = chrono::Utc::now().date_naive();
+    Some(pb::Date {
+        year: day.year(),
+        month: day.month() as i32,
+        day: day.day() as i32,
+    })
+}
+
+fn analytics(app: &TestApp) -> AnalyticsServiceClient<Channel> {
+    AnalyticsServiceClient::new(app.channel.clone())
+}
+
+fn admin_client(app: &TestApp) -> AdminServiceClient<Channel> {
+    AdminServiceClient::new(app.channel.clone())
+}
+
+/// Today's revenue figures as `token` gets them (its own tenant for an owner).
+async fn revenue_today(app: &TestApp, tenant: &str, token: &str) -> pb::RevenueFigures {
+    analytics(app)
+        .get_revenue_analytics(bearer(
+            pb::GetRevenueAnalyticsRequest {
+                start_date: today(),
+                end_date: today(),
+                granularity: pb::TimeGranularity::Day as i32,
+                tenant: tenant.into(),
+            },
+            token,
+        ))
+        .await
+        .expect("a revenue report")
+        .into_inner()
+        .total
+        .unwrap()
+}
+
+fn cents(m: &Option<pb::Money>) -> i64 {
+    m.as_ref().map_or(0, |m| m.minor_units)
+}
+
+/// Registers at `host` without verifying the email; returns the email.
+async fn registered_at(app: &TestApp, host: &str) -> String {
+    let email = unique_email();
+    app.auth()
+        .register(at_host(
+            pb::RegisterRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+                referral_code: String::new(),
+            },
+            host,
+            None,
+        ))
+        .await
+        .expect("register");
+    email
+}
+
+/// Buys whatsapp/GB and has its code arrive; returns the verification, completed.
+async fn bought_code(app: &TestApp, token: &str) -> pb::Verification {
+    let v = app.buy(token, "whatsapp", "GB").await.expect("buy");
+    let done = app
+        .inject(token, &v.phone_number, "Your WhatsApp code 246810", None)
+        .await
+        .expect("inject")
+        .verification
+        .unwrap();
+    assert_eq!(status_of(&done), pb::VerificationStatus::Completed);
+    done
+}
+
+/// The sum of the lines of the entry `business_key` on accounts of `kind`.
+async fn entry_lines(app: &TestApp, business_key: &str, kind: &str) -> i64 {
+    scalar(
+        &app.state.db,
+        &format!(
+            "SELECT COALESCE(CAST(SUM(l.amount) AS BIGINT), 0) FROM journal_lines l \
+             JOIN journal_entries e ON e.id = l.entry_id \
+             JOIN ledger_accounts a ON a.id = l.account_id \
+             WHERE e.business_key = '{business_key}' AND a.kind = '{kind}'"
+        ),
+    )
+    .await
+}
+
+async fn entries_with_key(app: &TestApp, business_key: &str) -> i64 {
+    scalar(
+        &app.state.db,
+        &format!("SELECT COUNT(*) FROM journal_entries WHERE business_key = '{business_key}'"),
+    )
+    .await
+}
+
+fn id_of(name: &str) -> &str {
+    name.trim_start_matches("verifications/")
+}
+
+#[tokio::test]
+async fn a_manual_refund_of_a_tenant_sale_reverses_the_margin_and_the_platform_revenue() {
+    let app = spawn_app_with(&[("NAMASKAH_SANDBOX_SMS_DELAY", "off")]).await;
+    let admin = admin_session(&app).await;
+    let (owner, owner_token) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &owner,
+        &[ACME_HOST],
+        5_000,
+        None,
+    )
+    .await
+    .expect("create acme");
+    let platform = price_at(&app, None, None).await;
+    let price = marked_up(platform, 5_000);
+    let margin = price - platform;
+    assert!(margin > 0);
+    let (_, customer) = customer_at(&app, ACME_HOST, 10_000).await;
+    // Two sales: the second is refunded, the first stays.
+    let kept = bought_code(&app, &customer).await;
+    let sold = bought_code(&app, &customer).await;
+    assert_eq!(margin_lines(&app, "tenants/acme").await, 2 * margin);
+    assert_eq!(app.balance(&customer).await, 10_000 - 2 * price);
+    let settle = format!("settle:{}", id_of(&sold.name));
+    assert_eq!(entry_lines(&app, &settle, "revenue").await, platform);
+    assert_eq!(entry_lines(&app, &settle, "tenant_margin").await, margin);
+
+    let refund = |request_id: &str| {
+        let request = pb::RefundVerificationRequest {
+            name: sold.name.clone(),
+            reason: "the code never worked".into(),
+            request_id: request_id.into(),
+        };
+        let mut client = admin_client(&app);
+        let token = admin.token.clone();
+        async move {
+            client
+                .refund_verification(bearer(request, &token))
+                .await
+                .map(|r| r.into_inner().verification.unwrap())
+        }
+    };
+    let refunded = refund("refund-1").await.expect("a manual refund");
+    assert_eq!(status_of(&refunded), pb::VerificationStatus::Completed);
+    assert_eq!(refunded.charge_state, pb::ChargeState::Refunded as i32);
+    let note = refunded.refund.clone().unwrap();
+    assert_eq!(cents(&note.amount), price, "the whole tenant price");
+    assert_eq!(note.reason, pb::RefundReason::Manual as i32);
+    assert_eq!(app.balance(&customer).await, 10_000 - price);
+
+    // One entry takes back both of the capture's lines: the platform's price from its
+    // revenue and the margin from the tenant's account.
+    let key = format!("refund:{}", id_of(&sold.name));
+    assert_eq!(entries_with_key(&app, &key).await, 1);
+    assert_eq!(entry_lines(&app, &key, "wallet").await, price);
+    assert_eq!(entry_lines(&app, &key, "revenue").await, -platform);
+    assert_eq!(entry_lines(&app, &key, "tenant_margin").await, -margin);
+    let lines = scalar(
+        &app.state.db,
+        &format!(
+            "SELECT COUNT(*) FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id \
+             WHERE e.business_key = '{key}'"
+        ),
+    )
+    .await;
+    assert_eq!(lines, 3, "the wallet, revenue and the tenant's margin");
+    assert_eq!(
+        margin_lines(&app, "tenants/acme").await,
+        margin,
+        "only the kept sale's margin is left"
+    );
+    let kept_settle = format!("settle:{}", id_of(&kept.name));
+    assert_eq!(
+        entry_lines(&app, &kept_settle, "tenant_margin").await,
+        margin
+    );
+    assert_books_balance(&app.state.db).await;
+
+    // Retried: the first answer, nothing moves twice; another refund is refused.
+    let again = refund("refund-1").await.expect("the same answer");
+    assert_eq!(again.refund, refunded.refund);
+    let err = refund("refund-2").await.unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "ALREADY_REFUNDED");
+    assert_eq!(entries_with_key(&app, &key).await, 1);
+    assert_eq!(app.balance(&customer).await, 10_000 - price);
+    assert_eq!(margin_lines(&app, "tenants/acme").await, margin);
+
+    // The owner sees its margin and revenue net of the refund.
+    let tenant = tenants(&app)
+        .get_tenant(bearer(
+            pb::GetTenantRequest {
+                name: "tenants/acme".into(),
+            },
+            &owner_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(cents(&tenant.margin_earned), margin);
+    let report = revenue_today(&app, "", &owner_token).await;
+    assert_eq!(cents(&report.verification_revenue), price);
+    assert_eq!(cents(&report.reseller_margin), margin);
+    assert_eq!(cents(&report.refunds), price);
+    assert_eq!(report.completed_verifications, 2);
+    let whole = revenue_today(&app, "", &admin.token).await;
+    assert_eq!(cents(&whole.reseller_margin), margin);
+    assert_eq!(cents(&whole.verification_revenue), price);
+    assert_books_balance(&app.state.db).await;
+}
+
+#[tokio::test]
+async fn owners_get_their_own_tenants_customer_metrics_and_funnel() {
+    let app = spawn_app_with(&[("NAMASKAH_SANDBOX_SMS_DELAY", "off")]).await;
+    let admin = admin_session(&app).await;
+    let (acme_owner, acme_token) = enterprise_owner(&app).await;
+    let (bolt_owner, bolt_token) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &acme_owner,
+        &[ACME_HOST],
+        5_000,
+        None,
+    )
+    .await
+    .unwrap();
+    create(
+        &app,
+        &admin.token,
+        "bolt",
+        &bolt_owner,
+        &[BOLT_HOST],
+        1_000,
+        None,
+    )
+    .await
+    .unwrap();
+    let platform = price_at(&app, None, None).await;
+    let acme_price = marked_up(platform, 5_000);
+    let bolt_price = marked_up(platform, 1_000);
+
+    // Acme: a customer who buys a code, one who buys and cancels, one who never verifies
+    // its email.
+    let (_, buyer) = customer_at(&app, ACME_HOST, 5_000).await;
+    bought_code(&app, &buyer).await;
+    let (_, canceller) = customer_at(&app, ACME_HOST, 3_000).await;
+    let v = app.buy(&canceller, "whatsapp", "GB").await.unwrap();
+    app.verifications()
+        .cancel_verification(bearer(
+            pb::CancelVerificationRequest { name: v.name },
+            &canceller,
+        ))
+        .await
+        .expect("cancel");
+    registered_at(&app, ACME_HOST).await;
+    // Bolt: a customer who buys a code. The platform: one of its own.
+    let (_, bolt_buyer) = customer_at(&app, BOLT_HOST, 4_000).await;
+    bought_code(&app, &bolt_buyer).await;
+    let platform_buyer = app.funded(2_000).await;
+    bought_code(&app, &platform_buyer).await;
+    app.state.analytics.tracker().flush().await;
+
+    let metrics = |tenant: &str, token: &str| {
+        let request = bearer(
+            pb::GetCustomerMetricsRequest {
+                start_date: today(),
+                end_date: today(),
+                tenant: tenant.into(),
+            },
+            token,
+        );
+        let mut client = analytics(&app);
+        async move {
+            client
+                .get_customer_metrics(request)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let acme = metrics("", &acme_token).await.expect("the owner's metrics");
+    assert_eq!(acme.total_customers, 3, "acme's customers, not its owner");
+    assert_eq!(acme.new_customers, 3);
+    assert_eq!(acme.new_customer_growth, None, "none the period before");
+    assert_eq!(acme.active_customers, 2, "the buyer and the canceller");
+    assert_eq!(acme.active_customer_growth, None);
+    assert_eq!(acme.daily_active_customers, 2);
+    assert_eq!(acme.weekly_active_customers, 2);
+    assert_eq!(acme.monthly_active_customers, 2);
+    assert_eq!(acme.paying_customers, 1);
+    assert_eq!(
+        cents(&acme.average_revenue_per_user),
+        (acme_price as f64 / 2.0).round() as i64,
+        "acme's net revenue over its two active customers"
+    );
+    assert_eq!(acme.churn_rate, None);
+    assert_eq!(acme.customer_lifetime_value, None);
+    let rates: Vec<_> = acme
+        .success_rates
+        .iter()
+        .map(|r| {
+            (
+                r.service.as_str(),
+                r.country.as_str(),
+                r.completed,
+                r.expired,
+                r.failed,
+                r.cancelled,
+                r.success_rate,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rates,
+        vec![("services/whatsapp", "countries/GB", 1, 0, 0, 1, Some(1.0))]
+    );
+    // Naming its own tenant changes nothing; an administrator asking for acme gets the same.
+    assert_eq!(metrics("tenants/acme", &acme_token).await.unwrap(), acme);
+    assert_eq!(metrics("tenants/acme", &admin.token).await.unwrap(), acme);
+    let bolt = metrics("", &bolt_token).await.expect("bolt's metrics");
+    assert_eq!(bolt.total_customers, 1);
+    assert_eq!(bolt.active_customers, 1);
+    assert_eq!(bolt.paying_customers, 1);
+    assert_eq!(cents(&bolt.average_revenue_per_user), bolt_price);
+    assert_eq!(bolt.success_rates.len(), 1);
+    assert_eq!(bolt.success_rates[0].completed, 1);
+    assert_eq!(bolt.success_rates[0].cancelled, 0);
+    // The platform as a whole: every customer (the two owners are the platform's own).
+    let whole = metrics("", &admin.token).await.unwrap();
+    assert_eq!(whole.total_customers, 3 + 1 + 1 + 2);
+    assert_eq!(whole.active_customers, 4);
+    assert_eq!(whole.paying_customers, 3);
+    let err = metrics("tenants/bolt", &acme_token).await.unwrap_err();
+    assert_error(&err, Code::NotFound, "TENANT_NOT_FOUND");
+
+    let funnel = |tenant: &str, token: &str| {
+        let request = bearer(
+            pb::GetConversionFunnelRequest {
+                start_date: today(),
+                end_date: today(),
+                tenant: tenant.into(),
+            },
+            token,
+        );
+        let mut client = analytics(&app);
+        async move {
+            client
+                .get_conversion_funnel(request)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let counts = |f: &pb::GetConversionFunnelResponse| -> Vec<i64> {
+        f.stages.iter().map(|s| s.customers).collect()
+    };
+    let acme_funnel = funnel("", &acme_token).await.expect("the owner's funnel");
+    assert_eq!(acme_funnel.cohort_size, 3);
+    assert_eq!(counts(&acme_funnel), vec![3, 2, 2, 2, 1, 0]);
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+    assert!(close(
+        acme_funnel.stages[1].conversion_from_previous,
+        2.0 / 3.0
+    ));
+    assert!(close(acme_funnel.stages[4].conversion_from_previous, 0.5));
+    assert!(close(
+        acme_funnel.stages[4].conversion_from_start,
+        1.0 / 3.0
+    ));
+    assert_eq!(
+        funnel("tenants/acme", &admin.token).await.unwrap(),
+        acme_funnel
+    );
+    let bolt_funnel = funnel("", &bolt_token).await.expect("bolt's funnel");
+    assert_eq!(bolt_funnel.cohort_size, 1);
+    assert_eq!(counts(&bolt_funnel), vec![1, 1, 1, 1, 1, 0]);
+    let whole_funnel = funnel("", &admin.token).await.unwrap();
+    assert_eq!(whole_funnel.cohort_size, 7);
+    let err = funnel("tenants/acme", &bolt_token).await.unwrap_err();
+    assert_error(&err, Code::NotFound, "TENANT_NOT_FOUND");
+}
+
+/// Reads a watch stream to its end (bounded), returning every event.
+async fn events_to_the_end(
+    stream: &mut tonic::Streaming<pb::WatchVerificationResponse>,
+) -> Vec<pb::VerificationEvent> {
+    let mut events = Vec::new();
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("the stream neither sent nor ended; had {events:?}"))
+            .expect("the stream carries on");
+        match next {
+            Some(message) => events.push(message.event.unwrap()),
+            None => return events,
+        }
+    }
+}
+
+fn event_types(events: &[pb::VerificationEvent]) -> Vec<pb::VerificationEventType> {
+    events
+        .iter()
+        .map(|e| pb::VerificationEventType::try_from(e.r#type).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tenant_suspended_mid_verification_refuses_its_customer_and_settles_the_hold_once() {
+    use pb::VerificationEventType as Event;
+    // The sandbox sends a number's code 4 s after assigning it: after the suspension below.
+    let app = spawn_app_with(&[("NAMASKAH_SANDBOX_SMS_DELAY", "4s")]).await;
+    let admin = admin_session(&app).await;
+    let (owner, _) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &owner,
+        &[ACME_HOST],
+        5_000,
+        None,
+    )
+    .await
+    .unwrap();
+    let platform = price_at(&app, None, None).await;
+    let price = marked_up(platform, 5_000);
+    let margin = price - platform;
+    let (customer_email, customer) = customer_at(&app, ACME_HOST, 10_000).await;
+    let key = app
+        .auth()
+        .create_api_key(bearer(
+            pb::CreateApiKeyRequest {
+                display_name: "shop".into(),
+            },
+            &customer,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    // One number will get its code; the other runs out first.
+    let coded = app.buy(&customer, "whatsapp", "GB").await.unwrap();
+    let expiring = app.buy(&customer, "whatsapp", "GB").await.unwrap();
+    assert_eq!(app.held(&customer).await, 2 * price);
+    let mut coded_stream = app.watch(&customer, &coded.name, 0).await.unwrap();
+    let mut expiring_stream = app.watch(&customer, &expiring.name, 0).await.unwrap();
+
+    tenants(&app)
+        .suspend_tenant(bearer(
+            pb::SuspendTenantRequest {
+                name: "tenants/acme".into(),
+                reason: "unpaid invoices".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .expect("suspend");
+
+    // Every new call is refused, with a token or a key: none of them can move the money
+    // (no cancel, no new purchase, no injected code).
+    let suspended = |result: Result<(), tonic::Status>, what: &str| {
+        let status = result.expect_err(what);
+        assert_error(&status, Code::PermissionDenied, "TENANT_SUSPENDED");
+    };
+    suspended(
+        app.wallet()
+            .get_balance(bearer(pb::GetBalanceRequest {}, &customer))
+            .await
+            .map(drop),
+        "balance by token",
+    );
+    suspended(
+        app.wallet()
+            .get_balance(with_key(pb::GetBalanceRequest {}, &key))
+            .await
+            .map(drop),
+        "balance by key",
+    );
+    suspended(
+        app.verifications()
+            .get_verification(bearer(
+                pb::GetVerificationRequest {
+                    name: coded.name.clone(),
+                },
+                &customer,
+            ))
+            .await
+            .map(drop),
+        "get",
+    );
+    suspended(
+        app.verifications()
+            .cancel_verification(bearer(
+                pb::CancelVerificationRequest {
+                    name: expiring.name.clone(),
+                },
+                &customer,
+            ))
+            .await
+            .map(drop),
+        "cancel",
+    );
+    suspended(app.buy(&customer, "whatsapp", "GB").await.map(drop), "buy");
+    suspended(
+        app.verifications()
+            .create_verification(with_key(
+                pb::CreateVerificationRequest {
+                    service: "telegram".into(),
+                    country: "GB".into(),
+                    max_price: None,
+                    request_id: "by-key".into(),
+                },
+                &key,
+            ))
+            .await
+            .map(drop),
+        "buy by key",
+    );
+    suspended(
+        app.inject(&customer, &coded.phone_number, "code 135791", None)
+            .await
+            .map(drop),
+        "inject",
+    );
+    suspended(
+        app.watch(&customer, &coded.name, 0).await.map(drop),
+        "a new watch",
+    );
+    let login = app
+        .auth()
+        .login(pb::LoginRequest {
+            email: customer_email.clone(),
+            password: PASSWORD.into(),
+            totp_code: String::new(),
+        })
+        .await;
+    // Signing in again gives nothing usable: today Login still answers, and the session
+    // it opens is refused like the others.
+    match login {
+        Err(status) => assert_error(&status, Code::PermissionDenied, "TENANT_SUSPENDED"),
+        Ok(response) => {
+            let token = response.into_inner().tokens.unwrap().access_token;
+            suspended(
+                app.auth()
+                    .get_me(bearer(pb::GetMeRequest {}, &token))
+                    .await
+                    .map(drop),
+                "a new session",
+            );
+        }
+    }
+
+    // The provider's hold on `expiring` runs out (as its TTL would): the expiry job gives
+    // its price back.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.state.db,
+        &format!(
+            "UPDATE verifications SET expires_at = created_at WHERE request_id = '{}'",
+            expiring.request_id
+        ),
+    )
+    .await
+    .unwrap();
+    namaskah_server::verification::jobs::expire(&app.state.verifications)
+        .await
+        .unwrap();
+
+    // The streams opened before the suspension keep the customer informed until their
+    // verification ends, then close as usual: the suspension is checked when a call
+    // starts, not while a stream runs, and these carry only the customer's own
+    // verification.
+    let events = events_to_the_end(&mut expiring_stream).await;
+    let types = event_types(&events);
+    assert_eq!(types.first(), Some(&Event::Snapshot), "{types:?}");
+    assert_eq!(types.last(), Some(&Event::Expired), "{types:?}");
+    let last = events.last().unwrap().verification.as_ref().unwrap();
+    assert_eq!(last.charge_state, pb::ChargeState::Refunded as i32);
+    let events = events_to_the_end(&mut coded_stream).await;
+    let types = event_types(&events);
+    assert_eq!(types.first(), Some(&Event::Snapshot), "{types:?}");
+    assert!(types.contains(&Event::SmsReceived), "{types:?}");
+    assert_eq!(types.last(), Some(&Event::Completed), "{types:?}");
+    let last = events.last().unwrap().verification.as_ref().unwrap();
+    assert_eq!(last.charge_state, pb::ChargeState::Captured as i32);
+    assert_eq!(last.code.len(), 6);
+
+    // Each hold was settled exactly once: the code's price captured (the platform's price
+    // to revenue, the margin to the suspended tenant's account, which it is owed for a
+    // sale made before the suspension), the other released to the wallet.
+    let settled = |v: &pb::Verification| format!("settle:{}", id_of(&v.name));
+    assert_eq!(entries_with_key(&app, &settled(&coded)).await, 1);
+    assert_eq!(
+        entry_lines(&app, &settled(&coded), "revenue").await,
+        platform
+    );
+    assert_eq!(
+        entry_lines(&app, &settled(&coded), "tenant_margin").await,
+        margin
+    );
+    assert_eq!(entries_with_key(&app, &settled(&expiring)).await, 1);
+    assert_eq!(
+        entry_lines(&app, &settled(&expiring), "wallet").await,
+        price
+    );
+    assert_eq!(entry_lines(&app, &settled(&expiring), "revenue").await, 0);
+    // Running the jobs again moves nothing more (the expiring number's own code, due
+    // after its end, costs nothing either).
+    let entries = count_rows(&app, "journal_entries").await;
+    namaskah_server::verification::jobs::expire(&app.state.verifications)
+        .await
+        .unwrap();
+    assert_eq!(count_rows(&app, "journal_entries").await, entries);
+    assert_eq!(margin_lines(&app, "tenants/acme").await, margin);
+    assert_books_balance(&app.state.db).await;
+
+    // Reactivated, the customer finds everything where the books say.
+    tenants(&app)
+        .reactivate_tenant(bearer(
+            pb::ReactivateTenantRequest {
+                name: "tenants/acme".into(),
+                reason: String::new(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(app.balance(&customer).await, 10_000 - price);
+    assert_eq!(app.held(&customer).await, 0);
+    let coded = app.get_verification(&customer, &coded.name).await;
+    assert_eq!(status_of(&coded), pb::VerificationStatus::Completed);
+    let expiring = app.get_verification(&customer, &expiring.name).await;
+    assert_eq!(status_of(&expiring), pb::VerificationStatus::Expired);
+    assert_eq!(cents(&expiring.refund.unwrap().amount), price);
 }
 
 #[tokio::test]
