@@ -10,6 +10,7 @@ use namaskah_proto::v1 as pb;
 use namaskah_proto::v1::admin_service_client::AdminServiceClient;
 use namaskah_proto::v1::analytics_service_client::AnalyticsServiceClient;
 use namaskah_proto::v1::catalog_service_client::CatalogServiceClient;
+use namaskah_proto::v1::subscription_service_client::SubscriptionServiceClient;
 use namaskah_proto::v1::tenant_service_client::TenantServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -1924,9 +1925,12 @@ async fn updates_refuse_hosts_held_elsewhere_and_check_only_the_fields_they_writ
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Isolation {
     /// Holds no customer's data (sign-up, sign-in, the catalog in the caller's storefront,
-    /// plans, branding, conversion events, webhooks with their signatures).
+    /// plans, branding, conversion events, webhooks with their signatures): called at
+    /// another tenant's host, it answers in that tenant's storefront (or the platform's),
+    /// and an account keeps its own tenant wherever it calls from.
     Public,
-    /// Acts on the calling account only; no field names another account's data.
+    /// Acts on the calling account only; no field names another account's data: another
+    /// tenant's customer gets its own data, never the other's.
     CallerOnly,
     /// Names a resource that belongs to one account: another tenant's is not found.
     Named,
@@ -1937,8 +1941,8 @@ enum Isolation {
 }
 
 /// Every RPC of the contract, with its rule: a new RPC without one fails
-/// `every_rpc_has_an_isolation_rule`, and every rule but `Public` and `CallerOnly` is
-/// exercised across two tenants below.
+/// `every_rpc_has_an_isolation_rule`, and every RPC is exercised across two tenants by
+/// `no_rpc_reaches_another_tenants_data` (one with a rule but no exercise fails it).
 fn isolation(method: &str) -> Option<Isolation> {
     use Isolation::*;
     Some(match method {
@@ -2034,10 +2038,750 @@ fn every_rpc_has_an_isolation_rule() {
     );
 }
 
+/// The two tenants of the cross-tenant test: what acme's customers own, and bolt's
+/// customer who reaches for it.
+struct TwoTenants<'a> {
+    app: &'a TestApp,
+    admin: String,
+    acme_price: i64,
+    bolt_price: i64,
+    /// Acme's customer: an API key, a verification and a top-up made with
+    /// `SHARED_REQUEST_ID`, the pro plan, usage alerts, two-factor authentication.
+    acme: String,
+    acme_user: String,
+    acme_email: String,
+    acme_key: pb::ApiKey,
+    acme_verification: pb::Verification,
+    acme_top_up: pb::TopUp,
+    acme_totp_secret: String,
+    /// Another of acme's customers, without two-factor authentication.
+    acme_plain: String,
+    acme_plain_email: String,
+    /// One of acme's who never verified its email.
+    acme_unverified: String,
+    bolt: String,
+    bolt_user: String,
+    bolt_email: String,
+}
+
+/// An anonymous request sent to bolt's host.
+fn at_bolt<T>(message: T) -> Request<T> {
+    at_host(message, BOLT_HOST, None)
+}
+
+/// The request id acme's customer used for its purchase, top-up and plan change; bolt's
+/// customer sends it too, and must get answers of its own.
+const SHARED_REQUEST_ID: &str = "order-0001";
+const ACME_ALERTS: [i32; 2] = [50, 90];
+
+impl TwoTenants<'_> {
+    /// `tenants/…` of an account, as administrators see it.
+    async fn tenant_of(&self, user: &str) -> String {
+        AdminServiceClient::new(self.app.channel.clone())
+            .get_user(bearer(
+                pb::GetUserRequest { name: user.into() },
+                &self.admin,
+            ))
+            .await
+            .expect("get user")
+            .into_inner()
+            .user
+            .unwrap()
+            .tenant
+    }
+
+    async fn me(&self, token: &str) -> pb::User {
+        self.app
+            .auth()
+            .get_me(bearer(pb::GetMeRequest {}, token))
+            .await
+            .expect("get me")
+            .into_inner()
+            .user
+            .unwrap()
+    }
+
+    async fn subscription(&self, token: &str) -> pb::Subscription {
+        SubscriptionServiceClient::new(self.app.channel.clone())
+            .get_subscription(bearer(pb::GetSubscriptionRequest {}, token))
+            .await
+            .expect("get subscription")
+            .into_inner()
+            .subscription
+            .unwrap()
+    }
+
+    async fn usage(&self, token: &str) -> pb::Usage {
+        SubscriptionServiceClient::new(self.app.channel.clone())
+            .get_usage(bearer(pb::GetUsageRequest::default(), token))
+            .await
+            .expect("get usage")
+            .into_inner()
+            .usage
+            .unwrap()
+    }
+
+    async fn key_names(&self, token: &str) -> Vec<String> {
+        self.app
+            .auth()
+            .list_api_keys(bearer(
+                pb::ListApiKeysRequest {
+                    show_revoked: true,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .expect("list keys")
+            .into_inner()
+            .api_keys
+            .into_iter()
+            .map(|k| k.name)
+            .collect()
+    }
+
+    /// What the ledger holds in `email`'s account of `kind`.
+    async fn ledger_balance(&self, email: &str, kind: &str) -> i64 {
+        scalar(
+            &self.app.state.db,
+            &format!(
+                "SELECT COALESCE(CAST(SUM(a.balance) AS BIGINT), 0) FROM ledger_accounts a \
+                 JOIN users u ON u.id = a.owner_id WHERE a.kind = '{kind}' AND u.email = '{email}'"
+            ),
+        )
+        .await
+    }
+
+    /// How many mails `to` has had.
+    fn mails_to(&self, to: &str) -> usize {
+        self.app.mails().iter().filter(|m| m["to"] == to).count()
+    }
+
+    /// The acme verifications and top-up bolt's customer must never see.
+    fn acme_resources(&self) -> Vec<String> {
+        vec![
+            self.acme_verification.name.clone(),
+            format!("topUps/{}", self.acme_top_up.reference),
+        ]
+    }
+
+    /// A Public RPC sent to bolt's host: it answers with bolt's storefront (or the
+    /// platform's, for what is the platform's alone), never with acme's, and an account
+    /// keeps its own tenant whatever host it calls from.
+    async fn public_at_bolts_host(&self, rpc: &str) {
+        let app = self.app;
+        match rpc {
+            "AuthService.Register" => {
+                let email = unique_email();
+                let user = app
+                    .auth()
+                    .register(at_bolt(pb::RegisterRequest {
+                        email: email.clone(),
+                        password: PASSWORD.into(),
+                        referral_code: String::new(),
+                    }))
+                    .await
+                    .expect("register at bolt's host")
+                    .into_inner()
+                    .user
+                    .unwrap();
+                assert_eq!(self.tenant_of(&user.name).await, "tenants/bolt");
+                let mail = app.nth_mail_to(&email, 1).await;
+                assert_eq!(mail["from_name"], "Bolt Texts", "{mail}");
+                // Acme's customer's address is taken (addresses are the platform's), and
+                // its account stays acme's, sent nothing.
+                let mails = self.mails_to(&self.acme_email);
+                let err = app
+                    .auth()
+                    .register(at_bolt(pb::RegisterRequest {
+                        email: self.acme_email.clone(),
+                        password: PASSWORD.into(),
+                        referral_code: String::new(),
+                    }))
+                    .await
+                    .unwrap_err();
+                assert_error(&err, Code::AlreadyExists, "EMAIL_TAKEN");
+                assert_eq!(self.tenant_of(&self.acme_user).await, "tenants/acme");
+                assert_eq!(self.mails_to(&self.acme_email), mails);
+            }
+            "AuthService.VerifyEmail" => {
+                // The mailed token is its own proof, wherever it is used: the account is
+                // verified and stays acme's.
+                let email = registered_at(app, ACME_HOST).await;
+                let token = app.nth_token_to(&email, 1).await;
+                let user = app
+                    .auth()
+                    .verify_email(at_bolt(pb::VerifyEmailRequest { token }))
+                    .await
+                    .expect("verify at bolt's host")
+                    .into_inner()
+                    .user
+                    .unwrap();
+                assert_eq!(user.email, email);
+                assert!(user.email_verified);
+                assert_eq!(self.tenant_of(&user.name).await, "tenants/acme");
+            }
+            "AuthService.ResendVerificationEmail" => {
+                let n = self.mails_to(&self.acme_unverified);
+                app.auth()
+                    .resend_verification_email(at_bolt(pb::ResendVerificationEmailRequest {
+                        email: self.acme_unverified.clone(),
+                    }))
+                    .await
+                    .expect("resend");
+                let mail = app.nth_mail_to(&self.acme_unverified, n + 1).await;
+                assert_eq!(mail["from_name"], "Acme SMS", "the account's brand: {mail}");
+                let text = mail["text"].as_str().unwrap();
+                assert!(
+                    text.contains("https://www.acmesms.test/verify-email?token="),
+                    "{text}"
+                );
+                assert!(!text.contains("bolt"), "{text}");
+            }
+            "AuthService.Login" => {
+                let response = app
+                    .auth()
+                    .login(at_bolt(pb::LoginRequest {
+                        email: self.acme_plain_email.clone(),
+                        password: PASSWORD.into(),
+                        totp_code: String::new(),
+                    }))
+                    .await
+                    .expect("log in at bolt's host")
+                    .into_inner();
+                assert_eq!(response.user.unwrap().email, self.acme_plain_email);
+                let token = response.tokens.unwrap().access_token;
+                assert_eq!(
+                    price_at(app, Some(BOLT_HOST), Some(&token)).await,
+                    self.acme_price,
+                    "the account's storefront, not the host's"
+                );
+            }
+            "AuthService.RefreshToken" => {
+                let pair = app.login(&self.acme_plain_email).await;
+                let fresh = app
+                    .auth()
+                    .refresh_token(at_bolt(pb::RefreshTokenRequest {
+                        refresh_token: pair.refresh_token,
+                    }))
+                    .await
+                    .expect("refresh at bolt's host")
+                    .into_inner()
+                    .tokens
+                    .unwrap();
+                assert_eq!(
+                    self.me(&fresh.access_token).await.email,
+                    self.acme_plain_email
+                );
+                assert_eq!(
+                    price_at(app, Some(BOLT_HOST), Some(&fresh.access_token)).await,
+                    self.acme_price
+                );
+            }
+            "AuthService.Logout" => {
+                // Bolt's customer ends every session of its own: only its own.
+                let email = registered_at(app, BOLT_HOST).await;
+                let pair = app.login(&email).await;
+                app.auth()
+                    .logout(at_bolt(pb::LogoutRequest {
+                        refresh_token: pair.refresh_token,
+                        all_sessions: true,
+                    }))
+                    .await
+                    .expect("log out at bolt's host");
+                let err = app
+                    .auth()
+                    .get_me(bearer(pb::GetMeRequest {}, &pair.access_token))
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+                assert_eq!(self.me(&self.acme).await.email, self.acme_email);
+                assert_eq!(self.me(&self.acme_plain).await.email, self.acme_plain_email);
+                assert_eq!(self.me(&self.bolt).await.email, self.bolt_email);
+            }
+            "AuthService.RequestPasswordReset" => {
+                let n = self.mails_to(&self.acme_plain_email);
+                app.auth()
+                    .request_password_reset(at_bolt(pb::RequestPasswordResetRequest {
+                        email: self.acme_plain_email.clone(),
+                    }))
+                    .await
+                    .expect("request a reset");
+                let mail = app.nth_mail_to(&self.acme_plain_email, n + 1).await;
+                assert_eq!(mail["from_name"], "Acme SMS", "the account's brand: {mail}");
+                let text = mail["text"].as_str().unwrap();
+                assert!(text.contains("https://www.acmesms.test/"), "{text}");
+                assert!(!text.contains("bolt"), "{text}");
+            }
+            "AuthService.ResetPassword" => {
+                let email = registered_at(app, ACME_HOST).await;
+                app.auth()
+                    .request_password_reset(pb::RequestPasswordResetRequest {
+                        email: email.clone(),
+                    })
+                    .await
+                    .unwrap();
+                let token = app.nth_token_to(&email, 2).await;
+                app.auth()
+                    .reset_password(at_bolt(pb::ResetPasswordRequest {
+                        token,
+                        new_password: "a new secret 77".into(),
+                    }))
+                    .await
+                    .expect("reset at bolt's host");
+                let pair = app
+                    .auth()
+                    .login(pb::LoginRequest {
+                        email: email.clone(),
+                        password: "a new secret 77".into(),
+                        totp_code: String::new(),
+                    })
+                    .await
+                    .expect("the new password")
+                    .into_inner();
+                assert_eq!(
+                    self.tenant_of(&pair.user.unwrap().name).await,
+                    "tenants/acme"
+                );
+            }
+            "CatalogService.ListServices" => {
+                let prices = listed_prices(app, Some(BOLT_HOST), None, "GB").await;
+                assert_eq!(prices["whatsapp"], self.bolt_price);
+            }
+            "CatalogService.ListCountries" => {
+                let countries = catalog(app)
+                    .list_countries(at_bolt(pb::ListCountriesRequest {
+                        service: "services/whatsapp".into(),
+                        page_size: 500,
+                        ..Default::default()
+                    }))
+                    .await
+                    .expect("list countries")
+                    .into_inner()
+                    .countries;
+                let gb = countries.iter().find(|c| c.code == "GB").expect("GB");
+                assert_eq!(cents(&gb.price), self.bolt_price);
+            }
+            "CatalogService.GetPrice" => {
+                assert_eq!(price_at(app, Some(BOLT_HOST), None).await, self.bolt_price);
+            }
+            "SubscriptionService.ListPlans" => {
+                // Plans are the platform's own: the same list on every host.
+                let plans = |request| {
+                    let mut client = SubscriptionServiceClient::new(app.channel.clone());
+                    async move { client.list_plans(request).await.unwrap().into_inner() }
+                };
+                let at_bolt_host = plans(at_bolt(pb::ListPlansRequest {})).await;
+                assert_eq!(at_bolt_host.plans.len(), 3);
+                assert_eq!(
+                    at_bolt_host,
+                    plans(Request::new(pb::ListPlansRequest {})).await
+                );
+            }
+            "TenantService.GetBranding" => {
+                let found = tenants(app)
+                    .get_branding(at_bolt(pb::GetBrandingRequest::default()))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(found.tenant, "tenants/bolt");
+                assert_eq!(found.branding.unwrap().display_name, "Bolt Texts");
+            }
+            "AnalyticsService.TrackEvent" => {
+                // Attributed to the caller, bolt's customer, and to no one else.
+                let marker = uuid::Uuid::new_v4().simple().to_string();
+                AnalyticsServiceClient::new(app.channel.clone())
+                    .track_event(at_host(
+                        pb::TrackEventRequest {
+                            event_name: "page_viewed".into(),
+                            properties: [("probe".to_owned(), marker.clone())].into(),
+                            ..Default::default()
+                        },
+                        BOLT_HOST,
+                        Some(&self.bolt),
+                    ))
+                    .await
+                    .expect("track");
+                app.state.analytics.tracker().flush().await;
+                let count = |email: &str| {
+                    format!(
+                        "SELECT COUNT(*) FROM conversion_events c JOIN users u ON u.id = c.user_id \
+                         WHERE c.properties LIKE '%{marker}%' AND u.email = '{email}'"
+                    )
+                };
+                let db = &app.state.db;
+                assert_eq!(scalar(db, &count(&self.bolt_email)).await, 1);
+                assert_eq!(scalar(db, &count(&self.acme_email)).await, 0);
+            }
+            "WebhookService.ReceiveWebhook" => {
+                // A forged gateway webhook for acme's top-up: refused, nothing credited.
+                let balance = app.balance(&self.acme).await;
+                let body = serde_json::to_vec(&serde_json::json!({
+                    "event": "charge.success",
+                    "data": {
+                        "status": "success",
+                        "reference": self.acme_top_up.reference,
+                        "amount": 500,
+                        "currency": "USD",
+                    }
+                }))
+                .unwrap();
+                let forged = "ab".repeat(64);
+                let err = app
+                    .webhooks()
+                    .receive_webhook(at_bolt(pb::ReceiveWebhookRequest {
+                        source: pb::WebhookSource::Sandbox as i32,
+                        headers: vec![pb::WebhookHeader {
+                            name: "x-paystack-signature".into(),
+                            value: forged.into_bytes(),
+                        }],
+                        body,
+                        query: String::new(),
+                        client_address: "127.0.0.1".into(),
+                        receive_time: None,
+                    }))
+                    .await
+                    .unwrap_err();
+                assert_error(&err, Code::Unauthenticated, "INVALID_SIGNATURE");
+                assert_eq!(app.balance(&self.acme).await, balance);
+            }
+            other => panic!("no cross-tenant call written for {other}"),
+        }
+    }
+
+    /// A CallerOnly RPC called by bolt's customer, while acme's customer has data of the
+    /// same kind: bolt's customer gets its own, and acme's is untouched.
+    async fn caller_only_by_bolts_customer(&self, rpc: &str) {
+        let app = self.app;
+        let bolt = self.bolt.as_str();
+        let subscriptions = || SubscriptionServiceClient::new(app.channel.clone());
+        match rpc {
+            "AuthService.GetMe" => {
+                let me = self.me(bolt).await;
+                assert_eq!(me.name, self.bolt_user);
+                assert_eq!(me.email, self.bolt_email);
+            }
+            "AuthService.CreateApiKey" => {
+                let created = app
+                    .auth()
+                    .create_api_key(bearer(
+                        pb::CreateApiKeyRequest {
+                            display_name: self.acme_key.display_name.clone(),
+                        },
+                        bolt,
+                    ))
+                    .await
+                    .expect("create a key")
+                    .into_inner();
+                let key = created.api_key.unwrap();
+                assert_ne!(key.name, self.acme_key.name);
+                let me = app
+                    .auth()
+                    .get_me(with_key(pb::GetMeRequest {}, &created.secret))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .user
+                    .unwrap();
+                assert_eq!(me.email, self.bolt_email, "the key is bolt's customer's");
+                assert!(self.key_names(bolt).await.contains(&key.name));
+                assert_eq!(
+                    self.key_names(&self.acme).await,
+                    vec![self.acme_key.name.clone()]
+                );
+            }
+            "AuthService.ListApiKeys" => {
+                let keys = self.key_names(bolt).await;
+                assert!(!keys.contains(&self.acme_key.name), "{keys:?}");
+                assert!(
+                    self.key_names(&self.acme)
+                        .await
+                        .contains(&self.acme_key.name)
+                );
+            }
+            "AuthService.SetupTwoFactor" => {
+                let setup = app
+                    .auth()
+                    .setup_two_factor(bearer(pb::SetupTwoFactorRequest {}, bolt))
+                    .await
+                    .expect("set up")
+                    .into_inner();
+                assert_ne!(setup.secret, self.acme_totp_secret);
+                assert!(!self.me(bolt).await.two_factor_enabled);
+                assert!(self.me(&self.acme).await.two_factor_enabled);
+            }
+            "AuthService.ConfirmTwoFactor" => {
+                // A code of acme's customer's secret confirms nothing for bolt's.
+                let setup = app
+                    .auth()
+                    .setup_two_factor(bearer(pb::SetupTwoFactorRequest {}, bolt))
+                    .await
+                    .expect("set up")
+                    .into_inner();
+                let bolts: Vec<String> = (-3..=3).map(|o| totp_code_at(&setup.secret, o)).collect();
+                let code = (-1..=1)
+                    .map(|o| totp_code_at(&self.acme_totp_secret, o))
+                    .find(|c| !bolts.contains(c))
+                    .expect("a code of acme's that is not bolt's");
+                let result = app
+                    .auth()
+                    .confirm_two_factor(bearer(pb::ConfirmTwoFactorRequest { code }, bolt))
+                    .await;
+                assert!(result.is_err(), "{result:?}");
+                assert!(!self.me(bolt).await.two_factor_enabled);
+                assert!(self.me(&self.acme).await.two_factor_enabled);
+            }
+            "AuthService.DisableTwoFactor" => {
+                let result = app
+                    .auth()
+                    .disable_two_factor(bearer(
+                        pb::DisableTwoFactorRequest {
+                            password: PASSWORD.into(),
+                            code: totp_code_at(&self.acme_totp_secret, 0),
+                        },
+                        bolt,
+                    ))
+                    .await;
+                assert!(result.is_err(), "{result:?}");
+                assert!(self.me(&self.acme).await.two_factor_enabled);
+            }
+            "SubscriptionService.GetSubscription" => {
+                let mine = self.subscription(bolt).await;
+                assert_eq!(mine.name, format!("{}/subscription", self.bolt_user));
+                let acme = self.subscription(&self.acme).await;
+                assert_eq!(acme.name, format!("{}/subscription", self.acme_user));
+                assert_eq!(acme.plan, pb::PlanTier::Pro as i32);
+            }
+            "SubscriptionService.ChangePlan" => {
+                // Acme's request id: a change of bolt's own, not acme's answer replayed.
+                let before = app.balance(bolt).await;
+                let acme_before = app.balance(&self.acme).await;
+                let changed = subscriptions()
+                    .change_plan(bearer(
+                        pb::ChangePlanRequest {
+                            plan: pb::PlanTier::Pro as i32,
+                            request_id: SHARED_REQUEST_ID.into(),
+                        },
+                        bolt,
+                    ))
+                    .await
+                    .expect("bolt's customer upgrades")
+                    .into_inner();
+                let subscription = changed.subscription.unwrap();
+                assert_eq!(
+                    subscription.name,
+                    format!("{}/subscription", self.bolt_user)
+                );
+                assert_eq!(subscription.plan, pb::PlanTier::Pro as i32);
+                let charged = cents(&changed.charged);
+                assert!(charged > 0);
+                assert_eq!(app.balance(bolt).await, before - charged);
+                assert_eq!(app.balance(&self.acme).await, acme_before);
+            }
+            "SubscriptionService.CancelSubscription" => {
+                match subscriptions()
+                    .cancel_subscription(bearer(pb::CancelSubscriptionRequest {}, bolt))
+                    .await
+                {
+                    Ok(cancelled) => assert_eq!(
+                        cancelled.into_inner().subscription.unwrap().name,
+                        format!("{}/subscription", self.bolt_user)
+                    ),
+                    // On starter there is nothing to cancel.
+                    Err(status) => assert_eq!(status.code(), Code::FailedPrecondition),
+                }
+                let acme = self.subscription(&self.acme).await;
+                assert!(!acme.cancel_at_period_end, "{acme:?}");
+                assert_eq!(acme.plan, pb::PlanTier::Pro as i32);
+            }
+            "SubscriptionService.GetUsage" => {
+                // Bolt's customer's purchase counts in its usage, not in acme's.
+                let before = self.usage(bolt).await;
+                let acme_before = self.usage(&self.acme).await;
+                app.buy(bolt, "whatsapp", "GB").await.unwrap();
+                let after = self.usage(bolt).await;
+                assert_eq!(after.verifications, before.verifications + 1);
+                let bought = app
+                    .verifications()
+                    .list_verifications(bearer(pb::ListVerificationsRequest::default(), bolt))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .verifications
+                    .len();
+                assert!(after.verifications <= bought as i64, "{after:?}");
+                assert_ne!(after.alert_threshold_percents, ACME_ALERTS);
+                let acme = self.usage(&self.acme).await;
+                assert_eq!(acme.verifications, acme_before.verifications);
+                assert!(acme.verifications >= 1);
+                assert_eq!(acme.alert_threshold_percents, ACME_ALERTS);
+            }
+            "SubscriptionService.SetUsageAlert" => {
+                let alert = subscriptions()
+                    .set_usage_alert(bearer(
+                        pb::SetUsageAlertRequest {
+                            threshold_percents: vec![75],
+                        },
+                        bolt,
+                    ))
+                    .await
+                    .expect("set alerts")
+                    .into_inner()
+                    .usage_alert
+                    .unwrap();
+                assert_eq!(alert.name, format!("{}/usageAlert", self.bolt_user));
+                assert_eq!(alert.threshold_percents, vec![75]);
+                assert_eq!(
+                    self.usage(&self.acme).await.alert_threshold_percents,
+                    ACME_ALERTS
+                );
+            }
+            "VerificationService.CreateVerification" => {
+                let v = app
+                    .verifications()
+                    .create_verification(bearer(
+                        pb::CreateVerificationRequest {
+                            service: "whatsapp".into(),
+                            country: "GB".into(),
+                            max_price: None,
+                            request_id: SHARED_REQUEST_ID.into(),
+                        },
+                        bolt,
+                    ))
+                    .await
+                    .expect("bolt's customer buys")
+                    .into_inner()
+                    .verification
+                    .unwrap();
+                assert_ne!(v.name, self.acme_verification.name, "not acme's replayed");
+                assert_eq!(v.request_id, SHARED_REQUEST_ID);
+                assert_eq!(
+                    cents(&v.price),
+                    price_at(app, None, Some(bolt)).await,
+                    "at bolt's customer's own price"
+                );
+                let err = app
+                    .verifications()
+                    .get_verification(bearer(
+                        pb::GetVerificationRequest { name: v.name },
+                        &self.acme,
+                    ))
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.code(), Code::NotFound);
+            }
+            "VerificationService.ListVerifications" => {
+                let own = app.buy(bolt, "whatsapp", "GB").await.unwrap();
+                let listed: Vec<String> = app
+                    .verifications()
+                    .list_verifications(bearer(pb::ListVerificationsRequest::default(), bolt))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .verifications
+                    .into_iter()
+                    .map(|v| v.name)
+                    .collect();
+                assert!(listed.contains(&own.name), "{listed:?}");
+                assert!(!listed.contains(&self.acme_verification.name), "{listed:?}");
+            }
+            "VerificationService.WatchVerifications" => {
+                // While acme's customer buys, bolt's stream shows bolt's own purchase only.
+                let mut stream = app.watch_all(bolt, true).await.expect("watch");
+                let acme_new = app.buy(&self.acme, "telegram", "GB").await.unwrap();
+                let own = app.buy(bolt, "telegram", "GB").await.unwrap();
+                let acme_names = [acme_new.name.clone(), self.acme_verification.name.clone()];
+                loop {
+                    let event =
+                        tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+                            .await
+                            .expect("bolt's own event comes")
+                            .unwrap()
+                            .unwrap()
+                            .event
+                            .unwrap();
+                    let name = event.verification.unwrap().name;
+                    assert!(!acme_names.contains(&name), "acme's {name} reached bolt");
+                    if name == own.name {
+                        break;
+                    }
+                }
+                // Acme's customer's purchase is given back (its balance is checked later).
+                app.verifications()
+                    .cancel_verification(bearer(
+                        pb::CancelVerificationRequest {
+                            name: acme_new.name,
+                        },
+                        &self.acme,
+                    ))
+                    .await
+                    .unwrap();
+            }
+            "WalletService.GetBalance" => {
+                let balance = app
+                    .wallet()
+                    .get_balance(bearer(pb::GetBalanceRequest {}, bolt))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(
+                    cents(&balance.balance),
+                    self.ledger_balance(&self.bolt_email, "wallet").await
+                );
+                assert_eq!(
+                    cents(&balance.held),
+                    self.ledger_balance(&self.bolt_email, "holds").await
+                );
+                assert_ne!(
+                    cents(&balance.balance),
+                    self.ledger_balance(&self.acme_email, "wallet").await
+                );
+            }
+            "WalletService.ListTransactions" => {
+                let listed = app
+                    .wallet()
+                    .list_transactions(bearer(pb::ListTransactionsRequest::default(), bolt))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .transactions;
+                assert!(!listed.is_empty());
+                let acme = self.acme_resources();
+                for t in &listed {
+                    assert!(!acme.contains(&t.related_resource), "{t:?}");
+                }
+                assert_eq!(
+                    cents(&listed[0].balance_after),
+                    app.balance(bolt).await,
+                    "the newest is bolt's customer's latest"
+                );
+            }
+            "WalletService.CreateTopUp" => {
+                let top_up = app
+                    .wallet()
+                    .create_top_up(bearer(
+                        pb::CreateTopUpRequest {
+                            amount: Some(usd(777)),
+                            request_id: SHARED_REQUEST_ID.into(),
+                            callback_url: String::new(),
+                        },
+                        bolt,
+                    ))
+                    .await
+                    .expect("bolt's customer's top-up")
+                    .into_inner()
+                    .top_up
+                    .unwrap();
+                assert_ne!(top_up.reference, self.acme_top_up.reference);
+                assert_eq!(cents(&top_up.amount), 777);
+            }
+            other => panic!("no cross-tenant call written for {other}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn no_rpc_reaches_another_tenants_data() {
-    use namaskah_proto::v1::admin_service_client::AdminServiceClient;
-    use namaskah_proto::v1::analytics_service_client::AnalyticsServiceClient;
     let app = spawn_app_with(&[("NAMASKAH_SANDBOX_SMS_DELAY", "off")]).await;
     let admin = admin_session(&app).await;
     let (acme_owner, _) = enterprise_owner(&app).await;
@@ -2049,7 +2793,7 @@ async fn no_rpc_reaches_another_tenants_data() {
         &acme_owner,
         &[ACME_HOST],
         2_000,
-        None,
+        Some(branding("Acme SMS", "#112233")),
     )
     .await
     .unwrap();
@@ -2059,14 +2803,25 @@ async fn no_rpc_reaches_another_tenants_data() {
         "bolt",
         &bolt_owner,
         &[BOLT_HOST],
-        2_000,
-        None,
+        1_000,
+        Some(branding("Bolt Texts", "#00AA55")),
     )
     .await
     .unwrap();
+    let platform = price_at(&app, None, None).await;
 
-    // Acme's customer and what it owns.
-    let (_, acme) = customer_at(&app, ACME_HOST, 10_000).await;
+    // Acme's customer and what it owns: a key, a purchase and a top-up (with the request
+    // id bolt's customer will send too), the pro plan, usage alerts and 2FA.
+    let (acme_email, acme) = customer_at(&app, ACME_HOST, 10_000).await;
+    let acme_user = app
+        .auth()
+        .get_me(bearer(pb::GetMeRequest {}, &acme))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .name;
     let key = app
         .auth()
         .create_api_key(bearer(
@@ -2080,16 +2835,126 @@ async fn no_rpc_reaches_another_tenants_data() {
         .into_inner()
         .api_key
         .unwrap();
-    let verification = app.buy(&acme, "whatsapp", "GB").await.unwrap();
-    let top_up = app.top_up(&acme, 500).await;
+    let verification = app
+        .verifications()
+        .create_verification(bearer(
+            pb::CreateVerificationRequest {
+                service: "whatsapp".into(),
+                country: "GB".into(),
+                max_price: None,
+                request_id: SHARED_REQUEST_ID.into(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .verification
+        .unwrap();
+    let top_up = app
+        .wallet()
+        .create_top_up(bearer(
+            pb::CreateTopUpRequest {
+                amount: Some(usd(500)),
+                request_id: SHARED_REQUEST_ID.into(),
+                callback_url: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .top_up
+        .unwrap();
+    let subscriptions = SubscriptionServiceClient::new(app.channel.clone());
+    subscriptions
+        .clone()
+        .change_plan(bearer(
+            pb::ChangePlanRequest {
+                plan: pb::PlanTier::Pro as i32,
+                request_id: SHARED_REQUEST_ID.into(),
+            },
+            &acme,
+        ))
+        .await
+        .expect("acme's customer upgrades");
+    subscriptions
+        .clone()
+        .set_usage_alert(bearer(
+            pb::SetUsageAlertRequest {
+                threshold_percents: ACME_ALERTS.to_vec(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap();
+    let setup = app
+        .auth()
+        .setup_two_factor(bearer(pb::SetupTwoFactorRequest {}, &acme))
+        .await
+        .unwrap()
+        .into_inner();
+    app.auth()
+        .confirm_two_factor(bearer(
+            pb::ConfirmTwoFactorRequest {
+                code: totp_code_at(&setup.secret, 0),
+            },
+            &acme,
+        ))
+        .await
+        .expect("acme's customer turns 2FA on");
+    let (acme_plain_email, acme_plain) = customer_at(&app, ACME_HOST, 1_000).await;
+    let acme_unverified = registered_at(&app, ACME_HOST).await;
 
     // Bolt's customer reaches for each of them.
-    let (_, bolt) = customer_at(&app, BOLT_HOST, 10_000).await;
+    let (bolt_email, bolt) = customer_at(&app, BOLT_HOST, 10_000).await;
+    let bolt_user = app
+        .auth()
+        .get_me(bearer(pb::GetMeRequest {}, &bolt))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .name;
+    let world = TwoTenants {
+        app: &app,
+        admin: admin.token.clone(),
+        acme_price: marked_up(platform, 2_000),
+        bolt_price: marked_up(platform, 1_000),
+        acme: acme.clone(),
+        acme_user,
+        acme_email,
+        acme_key: key.clone(),
+        acme_verification: verification.clone(),
+        acme_top_up: top_up.clone(),
+        acme_totp_secret: setup.secret,
+        acme_plain,
+        acme_plain_email,
+        acme_unverified,
+        bolt: bolt.clone(),
+        bolt_user,
+        bolt_email,
+    };
+    let acme_balance = app.balance(&acme).await;
     let mut exercised = std::collections::BTreeSet::new();
     for rpc in every_rpc() {
         let rule = isolation(&rpc).unwrap();
+        match rule {
+            Isolation::Public => {
+                world.public_at_bolts_host(&rpc).await;
+                exercised.insert(rpc);
+                continue;
+            }
+            Isolation::CallerOnly => {
+                world.caller_only_by_bolts_customer(&rpc).await;
+                exercised.insert(rpc);
+                continue;
+            }
+            _ => {}
+        }
         let refusal: Option<tonic::Status> = match (rule, rpc.as_str()) {
-            (Isolation::Public | Isolation::CallerOnly, _) => None,
+            (Isolation::Public | Isolation::CallerOnly, _) => unreachable!("exercised above"),
             (_, "AuthService.RevokeApiKey") => app
                 .auth()
                 .revoke_api_key(bearer(
@@ -2337,9 +3202,6 @@ async fn no_rpc_reaches_another_tenants_data() {
             }
             (Isolation::Named, other) => panic!("no cross-tenant call written for {other}"),
         };
-        if matches!(rule, Isolation::Public | Isolation::CallerOnly) {
-            continue;
-        }
         let status = refusal.unwrap_or_else(|| panic!("{rpc} let another tenant's caller through"));
         if rule != Isolation::AdminOnly {
             assert!(
@@ -2352,16 +3214,13 @@ async fn no_rpc_reaches_another_tenants_data() {
         }
         exercised.insert(rpc);
     }
-    assert_eq!(exercised.len(), 26, "{exercised:?}");
+    assert_eq!(exercised.len(), every_rpc().len(), "{exercised:?}");
 
     // Nothing of acme's moved: its verification is still active, its top-up pending, its
     // key live, its tenant's name unchanged.
     let v = app.get_verification(&acme, &verification.name).await;
     assert_eq!(status_of(&v), pb::VerificationStatus::Active);
-    assert_eq!(
-        app.balance(&acme).await,
-        10_000 - v.price.unwrap().minor_units
-    );
+    assert_eq!(app.balance(&acme).await, acme_balance);
     let keys = app
         .auth()
         .list_api_keys(bearer(pb::ListApiKeysRequest::default(), &acme))
@@ -2390,5 +3249,17 @@ async fn no_rpc_reaches_another_tenants_data() {
         .await
         .unwrap()
         .into_inner();
-    assert!(listed.verifications.is_empty());
+    assert!(!listed.verifications.is_empty());
+    assert!(
+        listed
+            .verifications
+            .iter()
+            .all(|v| v.name != verification.name),
+        "{listed:?}"
+    );
+    assert!(world.me(&acme).await.two_factor_enabled);
+    assert_eq!(
+        world.subscription(&acme).await.plan,
+        pb::PlanTier::Pro as i32
+    );
 }
