@@ -2571,7 +2571,8 @@ pub struct ReactivateTenantResponse {
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetBrandingRequest {
     /// The host name, for example `sms.acme.com` (any letter case; a port is ignored).
-    /// Unset: the host the request was sent to.
+    /// Unset: the signed-in caller's tenant (the platform's for its own customers, whatever
+    /// the host); for callers without credentials, the host the request was sent to.
     #[prost(string, tag="1")]
     pub host: ::prost::alloc::string::String,
 }

@@ -597,7 +597,8 @@ export const ReactivateTenantResponseSchema: GenMessage<ReactivateTenantResponse
 export type GetBrandingRequest = Message<"namaskah.v1.GetBrandingRequest"> & {
   /**
    * The host name, for example `sms.acme.com` (any letter case; a port is ignored).
-   * Unset: the host the request was sent to.
+   * Unset: the signed-in caller's tenant (the platform's for its own customers, whatever
+   * the host); for callers without credentials, the host the request was sent to.
    *
    * @generated from field: string host = 1;
    */
