@@ -207,6 +207,9 @@ impl Application {
             config.plans.clone(),
         ));
         identity.set_brands(&(Arc::clone(&catalog) as Arc<dyn crate::identity::service::Brands>));
+        identity.set_tenant_gate(
+            &(Arc::clone(&catalog) as Arc<dyn crate::identity::service::TenantGate>),
+        );
         let seeded = catalog
             .seed()
             .await

@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 use crate::catalog::service::Catalog;
 use crate::error::ApiError;
 use crate::identity::domain::Principal;
-use crate::identity::service::{Identity, Presented};
+use crate::identity::service::{Identity, Presented, TenantGate};
 
 /// RPCs that answer without credentials (they still use them when sent).
 const PUBLIC_METHODS: &[&str] = &[
@@ -137,6 +137,16 @@ pub fn host_of<B>(request: &http::Request<B>) -> Option<String> {
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
         .or_else(|| header("host"))?;
     crate::tenant::domain::normalize_host(&raw)
+}
+
+/// Login and RefreshToken refuse a suspended tenant's customers with the check
+/// [`Authenticate`] applies to their other calls (the account's storefront), so the answer
+/// is the same.
+#[async_trait::async_trait]
+impl TenantGate for Catalog {
+    async fn admit(&self, tenant: Option<uuid::Uuid>) -> Result<(), ApiError> {
+        self.storefront(Some(tenant), None).await.map(drop)
+    }
 }
 
 #[derive(Clone)]

@@ -1563,6 +1563,7 @@ async fn a_tenant_suspended_mid_verification_refuses_its_customer_and_settles_th
     assert_eq!(app.held(&customer).await, 2 * price);
     let mut coded_stream = app.watch(&customer, &coded.name, 0).await.unwrap();
     let mut expiring_stream = app.watch(&customer, &expiring.name, 0).await.unwrap();
+    let session = app.login(&customer_email).await;
 
     tenants(&app)
         .suspend_tenant(bearer(
@@ -1645,29 +1646,38 @@ async fn a_tenant_suspended_mid_verification_refuses_its_customer_and_settles_th
         app.watch(&customer, &coded.name, 0).await.map(drop),
         "a new watch",
     );
-    let login = app
+    // Signing in again is refused the same way, and so is refreshing the session.
+    suspended(
+        app.auth()
+            .login(pb::LoginRequest {
+                email: customer_email.clone(),
+                password: PASSWORD.into(),
+                totp_code: String::new(),
+            })
+            .await
+            .map(drop),
+        "login",
+    );
+    // Only the right password learns of the suspension.
+    let err = app
         .auth()
         .login(pb::LoginRequest {
             email: customer_email.clone(),
-            password: PASSWORD.into(),
+            password: "not the password 1".into(),
             totp_code: String::new(),
         })
-        .await;
-    // Signing in again gives nothing usable: today Login still answers, and the session
-    // it opens is refused like the others.
-    match login {
-        Err(status) => assert_error(&status, Code::PermissionDenied, "TENANT_SUSPENDED"),
-        Ok(response) => {
-            let token = response.into_inner().tokens.unwrap().access_token;
-            suspended(
-                app.auth()
-                    .get_me(bearer(pb::GetMeRequest {}, &token))
-                    .await
-                    .map(drop),
-                "a new session",
-            );
-        }
-    }
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    suspended(
+        app.auth()
+            .refresh_token(pb::RefreshTokenRequest {
+                refresh_token: session.refresh_token.clone(),
+            })
+            .await
+            .map(drop),
+        "refresh",
+    );
 
     // The provider's hold on `expiring` runs out (as its TTL would): the expiry job gives
     // its price back.

@@ -120,6 +120,16 @@ pub trait Brands: Send + Sync + 'static {
     async fn mail_brand(&self, tenant: Option<Uuid>) -> Option<MailBrand>;
 }
 
+/// Whether a tenant's customers may come in now: the check every authenticated call goes
+/// through (`authn` implements it), asked again by Login and RefreshToken before they hand
+/// out tokens.
+#[async_trait::async_trait]
+pub trait TenantGate: Send + Sync + 'static {
+    /// `PERMISSION_DENIED`/`TENANT_SUSPENDED` while `tenant` is suspended (`None`: the
+    /// platform's own customers, always admitted).
+    async fn admit(&self, tenant: Option<Uuid>) -> Result<(), ApiError>;
+}
+
 /// Settings the identity room needs from the configuration.
 #[derive(Clone)]
 pub struct IdentitySettings {
@@ -175,6 +185,9 @@ pub struct Identity {
     /// Weak: the catalog that answers holds this room, and a cycle would keep both (and
     /// their database pools) alive after the application stops.
     brands: OnceLock<std::sync::Weak<dyn Brands>>,
+    /// Refuses sign-ins of suspended tenants' customers; set once at start-up (none: all
+    /// admitted). Weak for the same reason as `brands`.
+    tenant_gate: OnceLock<std::sync::Weak<dyn TenantGate>>,
 }
 
 fn hashing_error(e: impl std::fmt::Display) -> ApiError {
@@ -250,6 +263,7 @@ impl Identity {
             login_guard: OnceLock::new(),
             tracker,
             brands: OnceLock::new(),
+            tenant_gate: OnceLock::new(),
         })
     }
 
@@ -257,6 +271,27 @@ impl Identity {
     pub fn set_brands(&self, brands: &Arc<dyn Brands>) {
         if self.brands.set(Arc::downgrade(brands)).is_err() {
             tracing::warn!("the brands were set twice; keeping the first");
+        }
+    }
+
+    /// Lets Login and RefreshToken refuse a suspended tenant's customers (once, at start-up).
+    pub fn set_tenant_gate(&self, gate: &Arc<dyn TenantGate>) {
+        if self.tenant_gate.set(Arc::downgrade(gate)).is_err() {
+            tracing::warn!("the tenant gate was set twice; keeping the first");
+        }
+    }
+
+    /// Refuses a customer of a suspended tenant (see [`TenantGate`]).
+    async fn admit_tenant(&self, tenant: Option<Uuid>) -> Result<(), ApiError> {
+        let Some(gate) = self.tenant_gate.get() else {
+            return Ok(());
+        };
+        match gate.upgrade() {
+            Some(gate) => gate.admit(tenant).await,
+            // Only while the application stops: hand out no tokens unchecked.
+            None => Err(ApiError::Internal(anyhow::anyhow!(
+                "the tenant gate is gone"
+            ))),
         }
     }
 
@@ -668,6 +703,13 @@ impl Identity {
         if let Some(guard) = self.login_guard.get() {
             guard.succeeded(&email_lower).await;
         }
+        // A suspended tenant's customer is refused here, with the answer every call of
+        // theirs gets. Only once the password (and second factor) are right, so the refusal
+        // tells no more than a login and one call with its tokens would have; anyone else
+        // gets what they get from an active tenant. The guard counts it as a success: the
+        // credentials were right, and a customer who keeps trying until the tenant is back
+        // must not find the account locked then.
+        self.admit_tenant(user.tenant_id).await?;
 
         let now = Utc::now();
         let session = sessions::Model {
@@ -760,6 +802,19 @@ impl Identity {
                 "the refresh token has expired; log in again",
             ));
         }
+        // A suspended tenant's customer gets no new tokens, and the refresh token stays
+        // unspent for when the tenant is back (a reused one is caught then). Checked before
+        // the transaction: on SQLite that holds the only connection, which the catalog may
+        // need to answer.
+        let owner = Principal {
+            user_id: session.user_id,
+            credential: Credential::Session {
+                session_id: session.id,
+                totp_verified: session.totp_verified,
+            },
+            tenant: None,
+        };
+        self.admit_tenant(self.me(&owner).await?.tenant_id).await?;
         let txn = self.db.begin().await?;
         if !repo::spend_refresh_token(&txn, token.id, now).await? {
             txn.rollback().await?;

@@ -953,7 +953,9 @@ export const UserRoleSchema: GenEnum<UserRole> = /*@__PURE__*/
  *   paid actions of an account whose email is not verified.
  * * `PERMISSION_DENIED`: `INVALID_TOTP_CODE` and `INVALID_CREDENTIALS` (when changing 2FA),
  *   `SESSION_REQUIRED` (creating API keys and changing 2FA need an access token from `Login`:
- *   an API key cannot do them), `ACCOUNT_SUSPENDED`.
+ *   an API key cannot do them), `ACCOUNT_SUSPENDED`, `TENANT_SUSPENDED` (the account's
+ *   tenant is suspended: every call, `Login` and `RefreshToken` included, once the
+ *   credentials are right).
  * * `ALREADY_EXISTS`: `EMAIL_TAKEN`. `NOT_FOUND`: `API_KEY_NOT_FOUND`.
  * * `RESOURCE_EXHAUSTED`: `RATE_LIMITED` with `RetryInfo` and `retry-after` metadata (see
  *   below); `LOGIN_THROTTLED` at `Login` after repeated wrong passwords for one account
