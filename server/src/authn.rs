@@ -101,24 +101,12 @@ pub fn optional_caller<T>(request: &Request<T>) -> Option<&Principal> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Storefront(pub Option<uuid::Uuid>);
 
-/// The host name a request was sent to (lowercase, without port), when it is one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestHost(pub String);
-
 /// The request's storefront (see [`Storefront`]).
 pub fn storefront<T>(request: &Request<T>) -> Option<uuid::Uuid> {
     request
         .extensions()
         .get::<Storefront>()
         .and_then(|store| store.0)
-}
-
-/// The host name the request was sent to, if it is a host name.
-pub fn request_host<T>(request: &Request<T>) -> Option<&str> {
-    request
-        .extensions()
-        .get::<RequestHost>()
-        .map(|host| host.0.as_str())
 }
 
 /// The host a request names: `x-forwarded-host` (set by the edge and by nginx, which see
@@ -245,9 +233,6 @@ where
                 Err(error) => return Ok(error.into_status().into_http()),
             }
             request.extensions_mut().insert(Storefront(store));
-            if let Some(host) = host {
-                request.extensions_mut().insert(RequestHost(host));
-            }
             inner.call(request).await
         })
     }
