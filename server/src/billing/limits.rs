@@ -186,6 +186,12 @@ pub(crate) enum LoginVerdict {
 /// that fails or hangs.
 #[async_trait]
 pub(crate) trait SharedStore: Send + Sync + 'static {
+    /// A decision from calls already counted in the store for this instance (a lease), if
+    /// it holds one for `bucket` at `rate`: no round trip, and nothing to learn about the
+    /// store's health from it.
+    fn leased(&self, _bucket: &str, _rate: Rate) -> Option<Decision> {
+        None
+    }
     async fn gcra(&self, bucket: &str, rate: Rate) -> Result<Decision, StoreError>;
     async fn login(
         &self,
@@ -290,6 +296,9 @@ impl Limiter {
     /// fallback `Closed` while Redis is unreachable (`UNAVAILABLE`).
     pub async fn check(&self, bucket: &str, per_minute: u32) -> Result<Decision, ApiError> {
         let rate = Rate::per_minute(per_minute);
+        if let Some(decision) = self.shared.as_ref().and_then(|s| s.leased(bucket, rate)) {
+            return Ok(decision);
+        }
         match self.route() {
             Route::Local => return Ok(self.local.gcra(bucket, rate)),
             Route::Shared(store, probe) => match store.gcra(bucket, rate).await {

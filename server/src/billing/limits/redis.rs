@@ -7,8 +7,10 @@
 //! The limiter has its own client, with short timeouts: a slow Redis must not slow every
 //! call, and the limiter has a fallback for when it fails.
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fred::prelude::{
@@ -30,13 +32,96 @@ const MAX_BATCH: usize = 512;
 /// The most calls waiting for a decision; past that, calls use the fallback.
 const QUEUE_CAPACITY: usize = 10_000;
 
+/// Leases. When every call of a bucket's batch passed, the script also counts, ahead of
+/// need, up to [`LEASE_PER_CALL`] more calls for each call of the batch (at most
+/// [`LEASE_MAX`]), but never more than one [`LEASE_SHARE`]-th of what the bucket has left.
+/// The instance then admits that many calls of the bucket without asking Redis: they are
+/// already counted, so the limit can never be exceeded, whichever instance they come to,
+/// and each is told what it would have been told in the batch. Busy buckets thus cost one
+/// script call per many calls instead of one per round trip; a bucket near its limit has
+/// little left, so its lease is small or none, and its calls are decided one batch at a
+/// time, as before. A lease unused for [`LEASE_TTL`] is dropped: its calls stay counted
+/// (the bucket refills at its rate), so an account spread over several instances may be
+/// refused up to a share of its remaining calls early, never late.
+const LEASE_SHARE: usize = 8;
+const LEASE_PER_CALL: usize = 8;
+const LEASE_MAX: usize = 512;
+const LEASE_TTL: Duration = Duration::from_secs(1);
+/// Buckets with a lease, per shard, before expired leases are swept (and, if still full,
+/// the shard emptied).
+const LEASE_SHARD_CAPACITY: usize = 4_096;
+const LEASE_SHARDS: usize = 16;
+
+/// Calls of one bucket counted in Redis by this instance before they came.
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    rate: Rate,
+    /// How far the TAT was ahead of now before the batch that took the lease.
+    ahead: u64,
+    /// The position (in that batch's count) of the next leased call, and one past the last.
+    next: usize,
+    end: usize,
+    expires: Instant,
+}
+
+/// The leases this instance holds, by bucket.
+struct Leases {
+    shards: Box<[Mutex<HashMap<String, Lease>>]>,
+    hasher: RandomState,
+}
+
+impl Leases {
+    fn new() -> Self {
+        Self {
+            shards: (0..LEASE_SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, bucket: &str) -> MutexGuard<'_, HashMap<String, Lease>> {
+        let index = (self.hasher.hash_one(bucket) as usize) % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The decision for the next leased call of `bucket`, if a live lease at `rate` has one.
+    fn take(&self, bucket: &str, rate: Rate, now: Instant) -> Option<Decision> {
+        let mut shard = self.shard(bucket);
+        let lease = shard.get_mut(bucket)?;
+        if lease.rate != rate || lease.next >= lease.end || now >= lease.expires {
+            // Spent, stale, or taken at another rate (a plan change): ask Redis.
+            shard.remove(bucket);
+            return None;
+        }
+        let n = lease.next;
+        lease.next += 1;
+        Some(nth_decision(lease.ahead, lease.end, n, rate))
+    }
+
+    fn grant(&self, bucket: &str, lease: Lease, now: Instant) {
+        let mut shard = self.shard(bucket);
+        if shard.len() >= LEASE_SHARD_CAPACITY && !shard.contains_key(bucket) {
+            shard.retain(|_, l| l.expires > now && l.next < l.end);
+            if shard.len() >= LEASE_SHARD_CAPACITY {
+                shard.clear();
+            }
+        }
+        shard.insert(bucket.to_owned(), lease);
+    }
+}
+
 /// GCRA for a batch of buckets, in one atomic step. KEYS: the buckets (a bucket may appear
-/// more than once). ARGV: three numbers per key, in order: the emission interval `T` and the
-/// burst window `N·T` in nanoseconds, and how many calls ask to pass. For each key it admits
-/// as many of them as fit, in order, and returns two numbers: how far the TAT was ahead of
-/// now before (clamped to the burst window), and how many passed. The client derives each
-/// call's answer from those two with the same arithmetic as [`super::gcra_step`], so a batch
-/// decides exactly what the same calls one at a time would have.
+/// more than once). ARGV: first the lease share (see [`LEASE_SHARE`]), then four numbers per
+/// key, in order: the emission interval `T` and the burst window `N·T` in nanoseconds, how
+/// many calls ask to pass, and how many more calls the instance would like counted ahead of
+/// need (a lease). For each key it admits as many of the calls as fit, in order; if all of
+/// them passed, it also counts up to the lease asked for, but never more than a share of
+/// what is left. It returns three numbers per key: how far the TAT was ahead of now before
+/// (clamped to the burst window), how many calls passed, and how many were leased. The
+/// client derives each call's answer (and each leased call's, later) from those with the
+/// same arithmetic as [`super::gcra_step`], so a batch decides exactly what the same calls
+/// one at a time would have.
 ///
 /// The value stored is "<stamp µs> <ns the TAT was ahead of the stamp>": Lua numbers are
 /// doubles, exact only below 2^53, which nanoseconds since 1970 are not; these two are
@@ -45,11 +130,13 @@ const GCRA_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local share = tonumber(ARGV[1])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[3 * i - 2])
-  local burst = tonumber(ARGV[3 * i - 1])
-  local asked = tonumber(ARGV[3 * i])
+  local interval = tonumber(ARGV[4 * i - 2])
+  local burst = tonumber(ARGV[4 * i - 1])
+  local asked = tonumber(ARGV[4 * i])
+  local extra = tonumber(ARGV[4 * i + 1])
   local ahead = 0
   local stored = redis.call('GET', key)
   if stored then
@@ -70,14 +157,22 @@ for i, key in ipairs(KEYS) do
   -- Division of doubles: make sure the count is exact.
   while fit > 0 and ahead + fit * interval > burst do fit = fit - 1 end
   while ahead + (fit + 1) * interval <= burst do fit = fit + 1 end
-  if fit > asked then fit = asked end
-  if fit > 0 then
-    local after = ahead + fit * interval
+  local passed = fit
+  if passed > asked then passed = asked end
+  local leased = 0
+  if passed == asked and extra > 0 then
+    leased = math.floor((fit - passed) / share)
+    if leased > extra then leased = extra end
+  end
+  local taken = passed + leased
+  if taken > 0 then
+    local after = ahead + taken * interval
     redis.call('SET', key, string.format('%.0f %.0f', now, after),
       'PX', math.ceil(after / 1000000))
   end
-  out[2 * i - 1] = ahead
-  out[2 * i] = fit
+  out[3 * i - 2] = ahead
+  out[3 * i - 1] = passed
+  out[3 * i] = leased
 end
 return out
 "#;
@@ -139,10 +234,12 @@ struct Scripts {
     client: Client,
     gcra: Script,
     login: Script,
+    leases: Leases,
 }
 
 /// One call waiting for its rate-limit decision.
 struct Waiting {
+    bucket: String,
     key: String,
     rate: Rate,
     answer: oneshot::Sender<Result<Decision, StoreError>>,
@@ -156,7 +253,8 @@ struct Waiting {
 /// script call, and while that call is out the next batch gathers. Nothing waits for a
 /// timer — a lone call goes at once — but under load Redis sees one script call per round
 /// trip instead of one per request, and the calls of a batch are decided in the order they
-/// came, exactly as they would have been one at a time.
+/// came, exactly as they would have been one at a time. A batch may also lease calls for
+/// the ones to come (see [`LEASE_SHARE`]), which then need no round trip at all.
 pub struct RedisLimits {
     scripts: Arc<Scripts>,
     prefix: String,
@@ -199,6 +297,7 @@ impl RedisLimits {
             client,
             gcra,
             login,
+            leases: Leases::new(),
         });
         let (queue, waiting) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(decide_in_batches(Arc::clone(&scripts), waiting));
@@ -287,27 +386,41 @@ async fn decide_batch(scripts: &Scripts, batch: &mut Vec<Waiting>) {
         .iter()
         .map(|(first, _)| batch[*first].key.clone())
         .collect();
-    let mut args = Vec::with_capacity(groups.len() * 3);
+    let mut args = Vec::with_capacity(1 + groups.len() * 4);
+    args.push(LEASE_SHARE.to_string());
     for (first, members) in &groups {
         let rate = batch[*first].rate;
         args.push(rate.interval_ns.to_string());
         args.push(rate.burst_ns().to_string());
         args.push(members.len().to_string());
+        args.push((members.len() * LEASE_PER_CALL).min(LEASE_MAX).to_string());
     }
     let outcome = scripts
         .run(&scripts.gcra, keys, args)
         .await
-        .and_then(|values| reply(&values, groups.len() * 2).map(<[i64]>::to_vec));
+        .and_then(|values| reply(&values, groups.len() * 3).map(<[i64]>::to_vec));
     let mut answers: Vec<Option<Result<Decision, StoreError>>> =
         std::iter::repeat_with(|| None).take(batch.len()).collect();
     match outcome {
         Ok(values) => {
+            let now = Instant::now();
             for (g, (first, members)) in groups.iter().enumerate() {
                 let rate = batch[*first].rate;
-                let ahead = u64::try_from(values[2 * g]).unwrap_or(0);
-                let passed = usize::try_from(values[2 * g + 1]).unwrap_or(0);
+                let ahead = u64::try_from(values[3 * g]).unwrap_or(0);
+                let passed = usize::try_from(values[3 * g + 1]).unwrap_or(0);
+                let leased = usize::try_from(values[3 * g + 2]).unwrap_or(0);
                 for (n, member) in members.iter().enumerate() {
                     answers[*member] = Some(Ok(nth_decision(ahead, passed, n, rate)));
+                }
+                if leased > 0 {
+                    let lease = Lease {
+                        rate,
+                        ahead,
+                        next: passed,
+                        end: passed + leased,
+                        expires: now + LEASE_TTL,
+                    };
+                    scripts.leases.grant(&batch[*first].bucket, lease, now);
                 }
             }
         }
@@ -384,11 +497,16 @@ fn reply(values: &[i64], n: usize) -> Result<&[i64], StoreError> {
 
 #[async_trait]
 impl SharedStore for RedisLimits {
+    fn leased(&self, bucket: &str, rate: Rate) -> Option<Decision> {
+        self.scripts.leases.take(bucket, rate, Instant::now())
+    }
+
     async fn gcra(&self, bucket: &str, rate: Rate) -> Result<Decision, StoreError> {
         // Fails at once when the connection is down (the client reconnects meanwhile).
         self.connected()?;
         let (answer, decision) = oneshot::channel();
         let waiting = Waiting {
+            bucket: bucket.to_owned(),
             key: self.key("rl:", bucket),
             rate,
             answer,
@@ -565,6 +683,75 @@ mod tests {
         assert!(!d.allowed, "{d:?}");
         assert!(d.retry_after > Duration::from_secs(9), "{d:?}");
         assert!(d.retry_after <= Duration::from_secs(10), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn leases_count_ahead_in_redis_and_never_exceed_the_limit() {
+        let Some(first) = store().await else { return };
+        // A second instance: its own leases, the same keys.
+        let url = std::env::var("TEST_REDIS_URL").unwrap();
+        let second = RedisLimits::connect(&url, &first.prefix).await.unwrap();
+        let rate = Rate::per_minute(100);
+        // The first call goes to Redis, which also leases 8 more (a share of the 99 left).
+        let d = first.gcra("b", rate).await.unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 99));
+        // The next 8 come from the lease, each told what it would have been told.
+        for remaining in (91..=98).rev() {
+            let d = first.leased("b", rate).expect("a leased call");
+            assert_eq!((d.allowed, d.remaining), (true, remaining));
+        }
+        assert!(first.leased("b", rate).is_none(), "the lease is spent");
+        // Those calls were counted in Redis already: the other instance sees them.
+        let d = second.gcra("b", rate).await.unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 90));
+        // A lease is not used at another rate (a plan change): that call asks Redis.
+        let _ = second
+            .leased("b", rate)
+            .expect("the second instance's lease");
+        assert!(second.leased("b", Rate::per_minute(500)).is_none());
+        assert!(
+            second.leased("b", rate).is_none(),
+            "dropped at the rate change"
+        );
+
+        // Many calls over both instances: exactly the limit passes, whoever leased what.
+        let rate = Rate::per_minute(40);
+        let stores = [Arc::new(first), Arc::new(second)];
+        let mut passed = 0;
+        let mut told = Vec::new();
+        for i in 0..120 {
+            let store = &stores[i % 2];
+            let d = match store.leased("c", rate) {
+                Some(d) => d,
+                None => store.gcra("c", rate).await.unwrap(),
+            };
+            if d.allowed {
+                passed += 1;
+                told.push(d.remaining);
+            }
+        }
+        // A refill of one call every 1.5 s: the loop takes far less.
+        assert_eq!(passed, 40, "{told:?}");
+        told.sort_unstable();
+        told.dedup();
+        assert_eq!(
+            told.len(),
+            40,
+            "each passing call told a different number left"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_runs_out_after_its_time() {
+        let Some(store) = store().await else { return };
+        let rate = Rate::per_minute(1_000);
+        assert!(store.gcra("b", rate).await.unwrap().allowed);
+        let later = Instant::now() + LEASE_TTL;
+        assert!(store.scripts.leases.take("b", rate, later).is_none());
+        assert!(
+            store.leased("b", rate).is_none(),
+            "an expired lease is dropped"
+        );
     }
 
     #[tokio::test]
