@@ -288,10 +288,13 @@ impl Identity {
         };
         match gate.upgrade() {
             Some(gate) => gate.admit(tenant).await,
-            // Only while the application stops: hand out no tokens unchecked.
-            None => Err(ApiError::Internal(anyhow::anyhow!(
-                "the tenant gate is gone"
-            ))),
+            // Only while the application stops: hand out no tokens unchecked, and tell the
+            // caller to try again (another instance will answer).
+            None => Err(ApiError::Unavailable {
+                reason: "SHUTTING_DOWN",
+                message: "this server is stopping; try again".to_owned(),
+                retry_after: None,
+            }),
         }
     }
 
