@@ -683,7 +683,9 @@ async fn streams_limits_and_jobs_work_across_the_instances_through_nginx() {
     assert_eq!(errors.before_kill.load(Ordering::SeqCst), 0);
 
     // nginx terminates TLS: gRPC and HTTPS with the run's certificate, checked by name
-    // against the run's CA.
+    // against the run's CA. (A fresh account: polling the jobs above may have used up the
+    // other one's minute.)
+    let (_, tls_token) = topology.funded(&nginx, 1000).await;
     let certificate = rustls::pki_types::CertificateDer::from(
         rustls::pki_types::pem::PemObject::from_pem_file(topology.get("NGINX_TLS_CA"))
             .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
@@ -722,7 +724,7 @@ async fn streams_limits_and_jobs_work_across_the_instances_through_nginx() {
         .await
         .expect("gRPC over TLS to nginx");
     let balance = WalletServiceClient::new(secure)
-        .get_balance(bearer(pb::GetBalanceRequest {}, &left_token))
+        .get_balance(bearer(pb::GetBalanceRequest {}, &tls_token))
         .await
         .expect("a call over nginx's TLS listener")
         .into_inner();
@@ -740,11 +742,12 @@ async fn streams_limits_and_jobs_work_across_the_instances_through_nginx() {
         .to_owned();
     let me = https
         .get(format!("https://localhost:{port}/v1/balance"))
-        .bearer_auth(&left_token)
+        .bearer_auth(&tls_token)
         .send()
         .await
         .expect("HTTPS through nginx to the edge");
-    assert_eq!(me.status(), 200);
+    let status = me.status();
+    assert_eq!(status, 200, "{}", me.text().await.unwrap_or_default());
     let body: serde_json::Value = me.json().await.unwrap();
     assert_eq!(body["balance"]["minorUnits"], "1000", "{body}");
 }

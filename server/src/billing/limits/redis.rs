@@ -43,10 +43,14 @@ const QUEUE_CAPACITY: usize = 10_000;
 /// script call per many calls instead of one per round trip; a bucket near its limit has
 /// little left, so its lease is small or none, and its calls are decided one batch at a
 /// time, as before. A lease unused for [`LEASE_TTL`] is dropped: its calls stay counted
-/// (the bucket refills at its rate), so an account spread over several instances may be
-/// refused up to a share of its remaining calls early, never late.
+/// (the bucket refills at its rate), so an account spread over several instances could be
+/// refused a few calls early. That is why only buckets with at least [`LEASE_MIN_ROOM`]
+/// calls left lease at all: the plans' limits (up to 2,000 a minute) never do, and are
+/// exact across instances; a bucket big enough to lease loses at most a share of a room
+/// that large, and only for the lease's second.
 const LEASE_SHARE: usize = 8;
-const LEASE_PER_CALL: usize = 8;
+const LEASE_MIN_ROOM: usize = 4_096;
+const LEASE_PER_CALL: usize = 64;
 const LEASE_MAX: usize = 512;
 const LEASE_TTL: Duration = Duration::from_secs(1);
 /// Buckets with a lease, at most (per shard; see [`Bounded`]).
@@ -115,12 +119,12 @@ impl Leases {
 }
 
 /// GCRA for a batch of buckets, in one atomic step. KEYS: the buckets (a bucket may appear
-/// more than once). ARGV: first the lease share (see [`LEASE_SHARE`]), then four numbers per
-/// key, in order: the emission interval `T` and the burst window `N·T` in nanoseconds, how
+/// more than once). ARGV: first the lease share and the least room that leases (see
+/// [`LEASE_SHARE`]), then four numbers per key, in order: the emission interval `T` and the burst window `N·T` in nanoseconds, how
 /// many calls ask to pass, and how many more calls the instance would like counted ahead of
 /// need (a lease). For each key it admits as many of the calls as fit, in order; if all of
-/// them passed, it also counts up to the lease asked for, but never more than a share of
-/// what is left. It returns three numbers per key: how far the TAT was ahead of now before
+/// them passed and enough is left, it also counts up to the lease asked for, but never
+/// more than a share of what is left. It returns three numbers per key: how far the TAT was ahead of now before
 /// (clamped to the burst window), how many calls passed, and how many were leased. The
 /// client derives each call's answer (and each leased call's, later) from those with the
 /// same arithmetic as [`super::gcra_step`], so a batch decides exactly what the same calls
@@ -134,12 +138,13 @@ if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local share = tonumber(ARGV[1])
+local room = tonumber(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[4 * i - 2])
-  local burst = tonumber(ARGV[4 * i - 1])
-  local asked = tonumber(ARGV[4 * i])
-  local extra = tonumber(ARGV[4 * i + 1])
+  local interval = tonumber(ARGV[4 * i - 1])
+  local burst = tonumber(ARGV[4 * i])
+  local asked = tonumber(ARGV[4 * i + 1])
+  local extra = tonumber(ARGV[4 * i + 2])
   local ahead = 0
   local stored = redis.call('GET', key)
   if stored then
@@ -163,7 +168,7 @@ for i, key in ipairs(KEYS) do
   local passed = fit
   if passed > asked then passed = asked end
   local leased = 0
-  if passed == asked and extra > 0 then
+  if passed == asked and extra > 0 and fit - passed >= room then
     leased = math.floor((fit - passed) / share)
     if leased > extra then leased = extra end
   end
@@ -339,10 +344,11 @@ impl Scripts {
                 .await;
             match first {
                 Err(error) if error.details().starts_with("NOSCRIPT") => {
+                    // EVAL with the source loads and runs in one step, so another flush
+                    // cannot come in between (as it could between SCRIPT LOAD and EVALSHA).
                     tracing::info!("rate limiter: Redis lost its scripts; loading them again");
-                    self.client.script_load::<String, _>(script.source).await?;
                     self.client
-                        .evalsha::<Vec<i64>, _, _, _>(script.digest.as_str(), keys, args)
+                        .eval::<Vec<i64>, _, _, _>(script.source, keys, args)
                         .await
                 }
                 other => other,
@@ -389,8 +395,9 @@ async fn decide_batch(scripts: &Scripts, batch: &mut Vec<Waiting>) {
         .iter()
         .map(|(first, _)| batch[*first].key.clone())
         .collect();
-    let mut args = Vec::with_capacity(1 + groups.len() * 4);
+    let mut args = Vec::with_capacity(2 + groups.len() * 4);
     args.push(LEASE_SHARE.to_string());
+    args.push(LEASE_MIN_ROOM.to_string());
     for (first, members) in &groups {
         let rate = batch[*first].rate;
         args.push(rate.interval_ns.to_string());
@@ -695,30 +702,40 @@ mod tests {
         // A second instance: its own leases, the same keys.
         let url = std::env::var("TEST_REDIS_URL").unwrap();
         let second = RedisLimits::connect(&url, &first.prefix).await.unwrap();
-        let rate = Rate::per_minute(100);
-        // The first call goes to Redis, which also leases 8 more (a share of the 99 left).
+        let rate = Rate::per_minute(100_000);
+        // The first call goes to Redis, which also leases more (there is room enough).
         let d = first.gcra("b", rate).await.unwrap();
-        assert_eq!((d.allowed, d.remaining), (true, 99));
-        // The next 8 come from the lease, each told what it would have been told.
-        for remaining in (91..=98).rev() {
+        assert_eq!((d.allowed, d.remaining), (true, 99_999));
+        // The next ones come from the lease, each told what it would have been told.
+        let leased = LEASE_PER_CALL as u32;
+        for remaining in (99_999 - leased..99_999).rev() {
             let d = first.leased("b", rate).expect("a leased call");
             assert_eq!((d.allowed, d.remaining), (true, remaining));
         }
         assert!(first.leased("b", rate).is_none(), "the lease is spent");
         // Those calls were counted in Redis already: the other instance sees them.
         let d = second.gcra("b", rate).await.unwrap();
-        assert_eq!((d.allowed, d.remaining), (true, 90));
+        assert_eq!((d.allowed, d.remaining), (true, 99_998 - leased));
         // A lease is not used at another rate (a plan change): that call asks Redis.
         let _ = second
             .leased("b", rate)
             .expect("the second instance's lease");
-        assert!(second.leased("b", Rate::per_minute(500)).is_none());
+        assert!(second.leased("b", Rate::per_minute(200_000)).is_none());
         assert!(
             second.leased("b", rate).is_none(),
             "dropped at the rate change"
         );
 
-        // Many calls over both instances: exactly the limit passes, whoever leased what.
+        // A plan's limit (at most 2,000 a minute) is too small to lease: nothing counted
+        // ahead can be stranded on one instance while the other is refused.
+        for limit in [100, 2_000] {
+            let rate = Rate::per_minute(limit);
+            let bucket = format!("small{limit}");
+            assert!(second.gcra(&bucket, rate).await.unwrap().allowed);
+            assert!(second.leased(&bucket, rate).is_none(), "{limit}: no lease");
+        }
+
+        // Many calls over both instances: exactly the limit passes, to the call.
         let rate = Rate::per_minute(40);
         let stores = [Arc::new(first), Arc::new(second)];
         let mut passed = 0u64;
@@ -754,7 +771,7 @@ mod tests {
     #[tokio::test]
     async fn a_lease_runs_out_after_its_time() {
         let Some(store) = store().await else { return };
-        let rate = Rate::per_minute(1_000);
+        let rate = Rate::per_minute(100_000);
         assert!(store.gcra("b", rate).await.unwrap().allowed);
         let leases = &store.scripts.leases;
         let now = leases.clock.now_ns();
