@@ -173,17 +173,26 @@ where
             return Box::pin(inner.call(request));
         };
         Box::pin(async move {
+            // Per account (most calls): the name is written on the stack, not allocated.
+            let mut account_name = AccountBucket::EMPTY;
+            let owned;
             let (bucket, per_minute, account) = match settings.bucket(&request) {
                 Bucket::Unlimited => return inner.call(request).await,
-                Bucket::Sensitive(bucket) => (bucket, settings.sensitive_per_minute, None),
-                Bucket::Anonymous(bucket) => (bucket, settings.anonymous_per_minute, None),
+                Bucket::Sensitive(name) => {
+                    owned = name;
+                    (owned.as_str(), settings.sensitive_per_minute, None)
+                }
+                Bucket::Anonymous(name) => {
+                    owned = name;
+                    (owned.as_str(), settings.anonymous_per_minute, None)
+                }
                 Bucket::Account(user) => (
-                    format!("acct:{user}"),
+                    account_name.write(user),
                     settings.accounts.requests_per_minute(user).await,
                     Some(user),
                 ),
             };
-            let decision = match settings.limiter.check(&bucket, per_minute).await {
+            let decision = match settings.limiter.check(bucket, per_minute).await {
                 Ok(decision) => decision,
                 // Only with fallback `Closed` while Redis is unreachable.
                 Err(error) => return Ok(error.into_status().into_http()),
@@ -219,6 +228,21 @@ where
             add_limit_headers(response.headers_mut(), &decision);
             Ok(response)
         })
+    }
+}
+
+/// `acct:{user}` (the user id hyphenated), in a buffer of its own.
+struct AccountBucket([u8; 5 + uuid::fmt::Hyphenated::LENGTH]);
+
+impl AccountBucket {
+    const EMPTY: Self = Self([0; 5 + uuid::fmt::Hyphenated::LENGTH]);
+
+    fn write(&mut self, user: Uuid) -> &str {
+        let (prefix, id) = self.0.split_at_mut(5);
+        prefix.copy_from_slice(b"acct:");
+        user.hyphenated().encode_lower(id);
+        // ASCII throughout.
+        std::str::from_utf8(&self.0).unwrap_or("acct:")
     }
 }
 
@@ -402,6 +426,13 @@ mod tests {
             Some(ip("10.0.0.2"))
         );
         assert_eq!(client_address(None, &none, &proxies), None);
+    }
+
+    #[test]
+    fn an_account_bucket_is_named_as_before() {
+        let user = Uuid::new_v4();
+        let mut name = AccountBucket::EMPTY;
+        assert_eq!(name.write(user), format!("acct:{user}"));
     }
 
     #[test]

@@ -58,23 +58,24 @@ impl<V: Entry> Bounded<V> {
     ) -> R {
         let index = (self.hasher.hash_one(key) as usize) % self.shards.len();
         let mut shard = lock(&self.shards[index]);
-        let current = shard.get(key).copied().filter(|v| !v.expired(now));
-        let (result, write) = update(current);
-        match write {
-            Write::Keep => {}
-            Write::Remove => {
-                shard.remove(key);
-            }
-            Write::Put(value) => {
-                if let Some(slot) = shard.get_mut(key) {
-                    *slot = value;
-                } else {
-                    if shard.len() >= self.capacity {
-                        make_room(&mut shard, now, self.capacity);
-                    }
-                    shard.insert(key.to_owned(), value);
+        // A key already there (the usual case) is looked up once.
+        if let Some(slot) = shard.get_mut(key) {
+            let (result, write) = update(Some(*slot).filter(|v| !v.expired(now)));
+            match write {
+                Write::Keep => {}
+                Write::Put(value) => *slot = value,
+                Write::Remove => {
+                    shard.remove(key);
                 }
             }
+            return result;
+        }
+        let (result, write) = update(None);
+        if let Write::Put(value) = write {
+            if shard.len() >= self.capacity {
+                make_room(&mut shard, now, self.capacity);
+            }
+            shard.insert(key.to_owned(), value);
         }
         result
     }
