@@ -120,15 +120,16 @@ impl Leases {
 
 /// GCRA for a batch of buckets, in one atomic step. KEYS: the buckets (a bucket may appear
 /// more than once). ARGV: first the lease share and the least room that leases (see
-/// [`LEASE_SHARE`]), then four numbers per key, in order: the emission interval `T` and the burst window `N·T` in nanoseconds, how
-/// many calls ask to pass, and how many more calls the instance would like counted ahead of
-/// need (a lease). For each key it admits as many of the calls as fit, in order; if all of
-/// them passed and enough is left, it also counts up to the lease asked for, but never
-/// more than a share of what is left. It returns three numbers per key: how far the TAT was ahead of now before
-/// (clamped to the burst window), how many calls passed, and how many were leased. The
-/// client derives each call's answer (and each leased call's, later) from those with the
-/// same arithmetic as [`super::gcra_step`], so a batch decides exactly what the same calls
-/// one at a time would have.
+/// [`LEASE_SHARE`]), then four numbers per key, in order: the emission interval `T` and the
+/// burst window `N·T` in nanoseconds, how many calls ask to pass, and how many more calls
+/// the instance would like counted ahead of need (a lease). For each key it admits as many
+/// of the calls as fit, in order; if all of them passed and enough is left, it also counts
+/// up to the lease asked for, but never more than a share of what is left. It returns
+/// three numbers per key: how far the TAT was ahead of now before (clamped to the burst
+/// window), how many calls passed, and how many were leased. The client derives each
+/// call's answer (and each leased call's, later) from those with the same arithmetic as
+/// [`super::gcra_step`], so a batch decides exactly what the same calls one at a time
+/// would have.
 ///
 /// The value stored is "<stamp µs> <ns the TAT was ahead of the stamp>": Lua numbers are
 /// doubles, exact only below 2^53, which nanoseconds since 1970 are not; these two are
