@@ -862,11 +862,16 @@ async fn killing_an_instance_mid_load_loses_no_money_and_no_event() {
                 let mut answered = None;
                 match (index + round) % 3 {
                     0 => {
+                        // Dated once: a retry after the instance died having stored it is
+                        // the same message (deduplicated), not a second SMS.
+                        let receive_time =
+                            Some(prost_types::Timestamp::from(std::time::SystemTime::now()));
                         let answer = retrying("inject", &errors, || {
                             let mut client = SandboxServiceClient::new(nginx.clone());
                             let request = bearer(
                                 pb::InjectSmsRequest {
                                     phone_number: v.phone_number.clone(),
+                                    receive_time,
                                     ..sms("Your WhatsApp code: 731-904")
                                 },
                                 &token,
