@@ -3273,3 +3273,267 @@ async fn no_rpc_reaches_another_tenants_data() {
         pb::PlanTier::Pro as i32
     );
 }
+
+/// Every call a tenant's owner may make on `tenant` (`tenants/…`), as `token`: each one's
+/// name and outcome.
+async fn owner_calls(
+    app: &TestApp,
+    token: &str,
+    tenant: &str,
+) -> Vec<(&'static str, Result<(), tonic::Status>)> {
+    let t = || tenants(app);
+    let mut outcomes = vec![
+        (
+            "GetTenant",
+            t().get_tenant(bearer(
+                pb::GetTenantRequest {
+                    name: tenant.into(),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListTenants",
+            t().list_tenants(bearer(pb::ListTenantsRequest::default(), token))
+                .await
+                .map(|r| assert_eq!(r.into_inner().tenants.len(), 1)),
+        ),
+        (
+            "UpdateTenant",
+            t().update_tenant(bearer(
+                pb::UpdateTenantRequest {
+                    tenant: Some(pb::Tenant {
+                        name: tenant.into(),
+                        display_name: "Acme renamed".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["display_name".into()],
+                    }),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListTenantPrices",
+            t().list_tenant_prices(bearer(
+                pb::ListTenantPricesRequest {
+                    parent: tenant.into(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "SetTenantPrice",
+            t().set_tenant_price(bearer(
+                pb::SetTenantPriceRequest {
+                    name: format!("{tenant}/services/whatsapp/prices/GB"),
+                    fixed_price: None,
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        ),
+    ];
+    outcomes.push((
+        "GetRevenueAnalytics",
+        analytics(app)
+            .get_revenue_analytics(bearer(
+                pb::GetRevenueAnalyticsRequest {
+                    start_date: today(),
+                    end_date: today(),
+                    granularity: pb::TimeGranularity::Day as i32,
+                    tenant: tenant.into(),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+    ));
+    outcomes.push((
+        "GetConversionFunnel",
+        analytics(app)
+            .get_conversion_funnel(bearer(
+                pb::GetConversionFunnelRequest {
+                    start_date: today(),
+                    end_date: today(),
+                    tenant: tenant.into(),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+    ));
+    outcomes.push((
+        "GetCustomerMetrics",
+        analytics(app)
+            .get_customer_metrics(bearer(
+                pb::GetCustomerMetricsRequest {
+                    start_date: today(),
+                    end_date: today(),
+                    tenant: tenant.into(),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+    ));
+    outcomes
+}
+
+/// Moves the application's billing clock to `at` and waits until it reads so.
+async fn set_clock(app: &TestApp, at: chrono::DateTime<chrono::Utc>) {
+    app.state.clock.set(at);
+    for _ in 0..100 {
+        if app.state.clock.now() >= at {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(app.state.clock.now() >= at, "the clock moved on");
+}
+
+#[tokio::test]
+async fn an_owner_off_the_enterprise_plan_loses_its_owner_access_but_its_tenant_keeps_serving() {
+    // The billing jobs run by hand only.
+    let app = spawn_app_with(&[
+        ("NAMASKAH_SANDBOX_SMS_DELAY", "off"),
+        ("NAMASKAH_JOB_INTERVAL", "1h"),
+        ("NAMASKAH_USAGE_FLUSH", "1h"),
+    ])
+    .await;
+    let admin = admin_session(&app).await;
+    // The owner pays for the enterprise plan itself (enough for it twice).
+    let owner_token = app.funded(70_000).await;
+    let owner = app
+        .auth()
+        .get_me(bearer(pb::GetMeRequest {}, &owner_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .name;
+    let subscriptions = || SubscriptionServiceClient::new(app.channel.clone());
+    let upgrade = || {
+        let mut client = subscriptions();
+        let request = bearer(
+            pb::ChangePlanRequest {
+                plan: pb::PlanTier::Enterprise as i32,
+                request_id: uuid::Uuid::new_v4().to_string(),
+            },
+            &owner_token,
+        );
+        async move { client.change_plan(request).await.expect("enterprise plan") }
+    };
+    upgrade().await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &owner,
+        &[ACME_HOST],
+        2_000,
+        Some(branding("Acme SMS", "#112233")),
+    )
+    .await
+    .expect("create acme");
+    let (_, customer) = customer_at(&app, ACME_HOST, 5_000).await;
+    let platform = price_at(&app, None, None).await;
+
+    let all_allowed = |outcomes: Vec<(&str, Result<(), tonic::Status>)>, when: &str| {
+        for (rpc, outcome) in outcomes {
+            if let Err(status) = outcome {
+                panic!("{rpc} {when}: {status:?}");
+            }
+        }
+    };
+    all_allowed(
+        owner_calls(&app, &owner_token, "tenants/acme").await,
+        "on the enterprise plan",
+    );
+
+    // A cancelled plan runs to its period's end: until then the owner keeps its access.
+    let end = subscriptions()
+        .cancel_subscription(bearer(pb::CancelSubscriptionRequest {}, &owner_token))
+        .await
+        .expect("cancel")
+        .into_inner()
+        .subscription
+        .and_then(|s| s.current_period_end_time)
+        .expect("a period end");
+    let end = chrono::DateTime::from_timestamp(end.seconds, end.nanos as u32).unwrap();
+    all_allowed(
+        owner_calls(&app, &owner_token, "tenants/acme").await,
+        "before the period ends",
+    );
+
+    // The period ends: the account is on starter now.
+    set_clock(&app, end + chrono::Duration::seconds(1)).await;
+    app.state.billing.renew_due().await.unwrap();
+    let me = app
+        .auth()
+        .get_me(bearer(pb::GetMeRequest {}, &owner_token))
+        .await
+        .expect("the owner's own account still works")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(me.plan, pb::PlanTier::Starter as i32);
+    for (rpc, outcome) in owner_calls(&app, &owner_token, "tenants/acme").await {
+        let status = outcome.expect_err(rpc);
+        assert_error(&status, Code::PermissionDenied, "ENTERPRISE_PLAN_REQUIRED");
+    }
+
+    // Administrators are unaffected; the tenant is active and its customers are served at
+    // its prices, by token and at its host.
+    let acme = tenants(&app)
+        .get_tenant(bearer(
+            pb::GetTenantRequest {
+                name: "tenants/acme".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .expect("an administrator reads the tenant")
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(acme.state, pb::TenantState::Active as i32);
+    assert_eq!(acme.owner, owner);
+    analytics(&app)
+        .get_customer_metrics(bearer(
+            pb::GetCustomerMetricsRequest {
+                start_date: today(),
+                end_date: today(),
+                tenant: "tenants/acme".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .expect("an administrator reads the tenant's figures");
+    assert_eq!(app.balance(&customer).await, 5_000);
+    assert_eq!(
+        price_at(&app, Some(ACME_HOST), None).await,
+        marked_up(platform, 2_000)
+    );
+    assert_eq!(
+        price_at(&app, None, Some(&customer)).await,
+        marked_up(platform, 2_000)
+    );
+
+    // Back on the enterprise plan, the owner manages its tenant again.
+    upgrade().await;
+    all_allowed(
+        owner_calls(&app, &owner_token, "tenants/acme").await,
+        "on the enterprise plan again",
+    );
+}

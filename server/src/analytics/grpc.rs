@@ -45,7 +45,8 @@ impl AnalyticsApi {
     /// Whose figures the caller gets. Administrators (with a TOTP-verified session; anyone
     /// else's attempt is audited) choose: the whole platform (`tenant` unset), the platform's
     /// own customers (`tenants/default`) or one tenant's. A tenant's owner always gets its
-    /// own tenant (naming another reads as not found).
+    /// own tenant (naming another reads as not found), while its account is on the
+    /// enterprise plan.
     async fn audience<T>(
         &self,
         request: &Request<T>,
@@ -70,6 +71,10 @@ impl AnalyticsApi {
                 .filter(|t| t.owner == principal.user_id)
                 .collect();
             if !owned.is_empty() {
+                // The same rule as the tenant room's: reports only while on the enterprise plan.
+                if !crate::tenant::domain::owner_plan_allows(&profile.plan) {
+                    return Err(crate::tenant::domain::owner_plan_lapsed().into());
+                }
                 let chosen = match &slug? {
                     Some(slug) => owned.iter().find(|t| &t.slug == slug),
                     None if owned.len() == 1 => owned.first(),

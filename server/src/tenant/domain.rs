@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::domain::{list_price, plan_price};
 use crate::error::{ApiError, Violations};
+use crate::identity::domain::Plan;
 
 /// The platform's own tenant's id (`tenants/default`). It has no row.
 pub const DEFAULT_TENANT: &str = "default";
@@ -90,6 +91,21 @@ pub fn parse_name(field: &str, raw: &str) -> Result<String, ApiError> {
             "must be a tenant resource name like tenants/acme",
         )),
     }
+}
+
+/// Whether an owner on `plan` (as stored) may manage its tenants and read their reports:
+/// only while its account is on the enterprise plan. A lapsed owner's tenants keep
+/// serving their customers.
+pub fn owner_plan_allows(plan: &str) -> bool {
+    Plan::parse(plan) == Some(Plan::Enterprise)
+}
+
+/// The refusal of an owner whose account is no longer on the enterprise plan.
+pub fn owner_plan_lapsed() -> ApiError {
+    ApiError::permission_denied(
+        "ENTERPRISE_PLAN_REQUIRED",
+        "a tenant's owner manages it only while on the enterprise plan: choose the enterprise plan again",
+    )
 }
 
 /// `tenants/{t}/services/{s}/prices/{c}` → `(t, s, c)`.

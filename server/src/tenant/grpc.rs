@@ -30,8 +30,9 @@ impl TenantApi {
     }
 
     /// Administrators (admitted with their TOTP-verified session, as every administrators'
-    /// RPC is) act as such; anyone else is a possible owner when `owners` may call, and is
-    /// refused (and audited) otherwise.
+    /// RPC is) act as such; anyone else is a possible owner when `owners` may call (refused
+    /// if it owns a tenant but is no longer on the enterprise plan), and is refused (and
+    /// audited) otherwise.
     async fn access<T>(
         &self,
         request: &Request<T>,
@@ -52,6 +53,11 @@ impl TenantApi {
             .await?;
             return Ok(Access::Admin(actor));
         }
+        // Ownership is checked on every call, not only when the tenant was created: an
+        // owner who left the enterprise plan keeps its tenants but not their management.
+        self.tenants
+            .check_owner_plan(principal.user_id, &profile.plan)
+            .await?;
         Ok(Access::Owner(principal.user_id))
     }
 

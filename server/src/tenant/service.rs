@@ -239,6 +239,20 @@ impl Tenants {
         }
     }
 
+    /// Refuses a caller on `plan` who owns a tenant but is no longer on the enterprise plan
+    /// (`PERMISSION_DENIED`/`ENTERPRISE_PLAN_REQUIRED`). Anyone else passes: an owner on the
+    /// enterprise plan, and a caller who owns no tenant (who then finds none).
+    pub async fn check_owner_plan(&self, user: Uuid, plan: &str) -> Result<(), ApiError> {
+        if domain::owner_plan_allows(plan) {
+            return Ok(());
+        }
+        let book = self.catalog.current().await?;
+        if book.snapshot().tenants.iter().any(|t| t.owner == user) {
+            return Err(domain::owner_plan_lapsed());
+        }
+        Ok(())
+    }
+
     /// Checks a would-be owner: an existing account on the enterprise plan.
     async fn check_owner(&self, field: &str, owner: &str) -> Result<Uuid, ApiError> {
         let id = crate::paging::parse_name(owner, field, "users")?;

@@ -33,7 +33,8 @@ class AnalyticsServiceStub:
     administrators, whose session must have passed a TOTP check (else
     `PERMISSION_DENIED`/`ADMIN_REQUIRED` or `PERMISSION_DENIED`/`TOTP_REQUIRED`; denied
     attempts are audited), and for the owners of white-label tenants, who always see their
-    own tenant only.
+    own tenant only, and only while on the enterprise plan (else
+    `PERMISSION_DENIED`/`ENTERPRISE_PLAN_REQUIRED`).
 
     Definitions shared by the reports:
 
@@ -54,7 +55,8 @@ class AnalyticsServiceStub:
     `start_date`, a span over the maximum, a `start_date` after today);
     `INVALID_ARGUMENT`/`INVALID_GRANULARITY`; `UNAUTHENTICATED`/`UNAUTHENTICATED`,
     `TOKEN_INVALID`, `TOKEN_EXPIRED`, `API_KEY_REVOKED`; `PERMISSION_DENIED`/`ADMIN_REQUIRED`,
-    `TOTP_REQUIRED`, `ACCOUNT_SUSPENDED`; `NOT_FOUND`/`TENANT_NOT_FOUND`;
+    `TOTP_REQUIRED`, `ENTERPRISE_PLAN_REQUIRED`, `ACCOUNT_SUSPENDED`;
+    `NOT_FOUND`/`TENANT_NOT_FOUND`;
     `RESOURCE_EXHAUSTED`/`RATE_LIMITED` with `RetryInfo`.
     """
 
@@ -94,7 +96,8 @@ class AnalyticsServiceServicer:
     administrators, whose session must have passed a TOTP check (else
     `PERMISSION_DENIED`/`ADMIN_REQUIRED` or `PERMISSION_DENIED`/`TOTP_REQUIRED`; denied
     attempts are audited), and for the owners of white-label tenants, who always see their
-    own tenant only.
+    own tenant only, and only while on the enterprise plan (else
+    `PERMISSION_DENIED`/`ENTERPRISE_PLAN_REQUIRED`).
 
     Definitions shared by the reports:
 
@@ -115,7 +118,8 @@ class AnalyticsServiceServicer:
     `start_date`, a span over the maximum, a `start_date` after today);
     `INVALID_ARGUMENT`/`INVALID_GRANULARITY`; `UNAUTHENTICATED`/`UNAUTHENTICATED`,
     `TOKEN_INVALID`, `TOKEN_EXPIRED`, `API_KEY_REVOKED`; `PERMISSION_DENIED`/`ADMIN_REQUIRED`,
-    `TOTP_REQUIRED`, `ACCOUNT_SUSPENDED`; `NOT_FOUND`/`TENANT_NOT_FOUND`;
+    `TOTP_REQUIRED`, `ENTERPRISE_PLAN_REQUIRED`, `ACCOUNT_SUSPENDED`;
+    `NOT_FOUND`/`TENANT_NOT_FOUND`;
     `RESOURCE_EXHAUSTED`/`RATE_LIMITED` with `RetryInfo`.
     """
 
@@ -197,7 +201,8 @@ class AnalyticsService:
     administrators, whose session must have passed a TOTP check (else
     `PERMISSION_DENIED`/`ADMIN_REQUIRED` or `PERMISSION_DENIED`/`TOTP_REQUIRED`; denied
     attempts are audited), and for the owners of white-label tenants, who always see their
-    own tenant only.
+    own tenant only, and only while on the enterprise plan (else
+    `PERMISSION_DENIED`/`ENTERPRISE_PLAN_REQUIRED`).
 
     Definitions shared by the reports:
 
@@ -218,7 +223,8 @@ class AnalyticsService:
     `start_date`, a span over the maximum, a `start_date` after today);
     `INVALID_ARGUMENT`/`INVALID_GRANULARITY`; `UNAUTHENTICATED`/`UNAUTHENTICATED`,
     `TOKEN_INVALID`, `TOKEN_EXPIRED`, `API_KEY_REVOKED`; `PERMISSION_DENIED`/`ADMIN_REQUIRED`,
-    `TOTP_REQUIRED`, `ACCOUNT_SUSPENDED`; `NOT_FOUND`/`TENANT_NOT_FOUND`;
+    `TOTP_REQUIRED`, `ENTERPRISE_PLAN_REQUIRED`, `ACCOUNT_SUSPENDED`;
+    `NOT_FOUND`/`TENANT_NOT_FOUND`;
     `RESOURCE_EXHAUSTED`/`RATE_LIMITED` with `RetryInfo`.
     """
 

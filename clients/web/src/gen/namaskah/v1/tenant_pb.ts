@@ -866,14 +866,18 @@ export const TenantPriceSourceSchema: GenEnum<TenantPriceSource> = /*@__PURE__*/
  * tenant (an enterprise account) may read it, list and set its prices, and update its
  * display name, branding and markup; other fields are for administrators
  * (`PERMISSION_DENIED`/`FIELD_NOT_EDITABLE`). Anyone else gets `NOT_FOUND`/`TENANT_NOT_FOUND`.
+ * An owner keeps these rights only while its account is on the enterprise plan: once a
+ * downgrade or cancellation takes effect, its calls here (and its `AnalyticsService`
+ * reports) get `PERMISSION_DENIED`/`ENTERPRISE_PLAN_REQUIRED` until it is on the enterprise
+ * plan again. Its tenants and their customers are served as before.
  *
  * Errors carry `google.rpc.ErrorInfo` with domain `namaskah.sms`:
  * `INVALID_ARGUMENT`/`INVALID_ARGUMENT` with `BadRequest` field violations for malformed
  * input (including branding values that are too long, not `https` URLs, or not colours);
  * `UNAUTHENTICATED`/`UNAUTHENTICATED`, `TOKEN_INVALID`, `TOKEN_EXPIRED`, `API_KEY_REVOKED`;
  * `PERMISSION_DENIED`/`ADMIN_REQUIRED`, `TOTP_REQUIRED`, `FIELD_NOT_EDITABLE`,
- * `ACCOUNT_SUSPENDED`; `NOT_FOUND`/`TENANT_NOT_FOUND`; `RESOURCE_EXHAUSTED`/`RATE_LIMITED`
- * with `RetryInfo`; and the reasons listed on each RPC.
+ * `ENTERPRISE_PLAN_REQUIRED`, `ACCOUNT_SUSPENDED`; `NOT_FOUND`/`TENANT_NOT_FOUND`;
+ * `RESOURCE_EXHAUSTED`/`RATE_LIMITED` with `RetryInfo`; and the reasons listed on each RPC.
  *
  * @generated from service namaskah.v1.TenantService
  */
