@@ -3537,3 +3537,140 @@ async fn an_owner_off_the_enterprise_plan_loses_its_owner_access_but_its_tenant_
         "on the enterprise plan again",
     );
 }
+
+#[tokio::test]
+async fn a_suspended_tenants_host_takes_no_sign_ups_until_it_is_reactivated() {
+    let app = spawn_app().await;
+    let admin = admin_session(&app).await;
+    let (owner, _) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &owner,
+        &[ACME_HOST],
+        2_000,
+        Some(branding("Acme SMS", "#112233")),
+    )
+    .await
+    .expect("create acme");
+    let platform = price_at(&app, None, None).await;
+    let set_suspended = |suspend: bool| {
+        let mut client = tenants(&app);
+        let token = admin.token.clone();
+        async move {
+            if suspend {
+                client
+                    .suspend_tenant(bearer(
+                        pb::SuspendTenantRequest {
+                            name: "tenants/acme".into(),
+                            reason: "unpaid invoices".into(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(drop)
+            } else {
+                client
+                    .reactivate_tenant(bearer(
+                        pb::ReactivateTenantRequest {
+                            name: "tenants/acme".into(),
+                            reason: String::new(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(drop)
+            }
+        }
+    };
+    set_suspended(true).await.expect("suspend");
+
+    // Signing up there is refused, and writes nothing: no platform account either.
+    let email = unique_email();
+    let register = |host: Option<&str>| {
+        let mut client = app.auth();
+        let request = request_as(
+            pb::RegisterRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+                referral_code: String::new(),
+            },
+            host,
+            None,
+        );
+        async move { client.register(request).await }
+    };
+    let users_before = count_rows(&app, "users").await;
+    let err = register(Some(ACME_HOST)).await.unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TENANT_SUSPENDED");
+    // In any letter case, as the host is matched.
+    let err = register(Some("SMS.Acme.Test")).await.unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TENANT_SUSPENDED");
+    assert_eq!(count_rows(&app, "users").await, users_before);
+    assert!(app.mails().iter().all(|m| m["to"] != email.as_str()));
+
+    // Anonymous reads at the host are refused the same way (as its customers are).
+    let err = catalog(&app)
+        .get_price(at_host(
+            pb::GetPriceRequest {
+                name: "services/whatsapp/prices/GB".into(),
+            },
+            ACME_HOST,
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TENANT_SUSPENDED");
+    let err = catalog(&app)
+        .list_services(at_host(pb::ListServicesRequest::default(), ACME_HOST, None))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TENANT_SUSPENDED");
+    let err = tenants(&app)
+        .get_branding(at_host(pb::GetBrandingRequest::default(), ACME_HOST, None))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "TENANT_SUSPENDED");
+    // Asked by name from elsewhere, the host shows the platform's branding.
+    let branding = tenants(&app)
+        .get_branding(pb::GetBrandingRequest {
+            host: ACME_HOST.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(branding.tenant, "tenants/default");
+    // The platform's own host is not affected.
+    assert_eq!(price_at(&app, None, None).await, platform);
+
+    // Reactivated, the host signs customers up for the tenant again (the refused address
+    // too: nothing of it was kept).
+    set_suspended(false).await.expect("reactivate");
+    let user = register(Some(ACME_HOST))
+        .await
+        .expect("register at the reactivated host")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(count_rows(&app, "users").await, users_before + 1);
+    let account = admin_client(&app)
+        .get_user(bearer(
+            pb::GetUserRequest {
+                name: user.name.clone(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(account.tenant, "tenants/acme");
+    let mail = app.nth_mail_to(&email, 1).await;
+    assert_eq!(mail["from_name"], "Acme SMS");
+    assert_eq!(
+        price_at(&app, Some(ACME_HOST), None).await,
+        marked_up(platform, 2_000)
+    );
+}

@@ -569,9 +569,11 @@ impl Catalog {
         self.book().await
     }
 
-    /// The storefront of a request: the caller's tenant when it has an account (refused
-    /// with `PERMISSION_DENIED`/`TENANT_SUSPENDED` while that tenant is suspended), else
-    /// the active tenant that holds `host`; `None`: the platform's own.
+    /// The storefront of a request: the caller's tenant when it has an account, else the
+    /// tenant that holds `host`; `None`: the platform's own. Refused with
+    /// `PERMISSION_DENIED`/`TENANT_SUSPENDED` while that tenant is suspended: its customers,
+    /// and anonymous callers at its host (whose sign-ups would join it, and whose price
+    /// lists would be its), are turned away alike.
     pub async fn storefront(
         &self,
         account_tenant: Option<Option<Uuid>>,
@@ -594,10 +596,13 @@ impl Catalog {
                     return Ok(None);
                 };
                 let book = self.book().await?;
-                Ok(book
-                    .tenant_at_host(host)
-                    .filter(|(_, entry)| !entry.suspended)
-                    .map(|(_, entry)| entry.id))
+                match book.tenant_at_host(host) {
+                    Some((_, entry)) if entry.suspended => Err(ApiError::permission_denied(
+                        "TENANT_SUSPENDED",
+                        "the service at this address is suspended; its customers' balances and verifications are kept, contact its support",
+                    )),
+                    found => Ok(found.map(|(_, entry)| entry.id)),
+                }
             }
         }
     }

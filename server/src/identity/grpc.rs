@@ -67,7 +67,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        // The storefront of the host it was sent to: the account joins that tenant.
+        // The storefront of the host it was sent to: the account joins that tenant (a
+        // suspended tenant's host was refused before this runs, so nothing is written).
         let tenant = crate::authn::storefront(&request);
         let r = request.into_inner();
         let profile = self

@@ -35,9 +35,11 @@ class CatalogServiceStub:
     what `VerificationService.CreateVerification` holds from the wallet.
 
     Every RPC here may be called without credentials: the prices shown are then those of the
-    starter plan of the tenant the request's host belongs to, and calls are rate-limited per
-    client address. Lists are cached for up to an hour and refreshed the moment a price
-    changes; availability and success rates may be a few minutes old.
+    starter plan of the tenant the request's host belongs to (refused with
+    `PERMISSION_DENIED`/`TENANT_SUSPENDED` while that tenant is suspended, as its customers
+    are), and calls are rate-limited per client address. Lists are cached for up to an hour
+    and refreshed the moment a price changes; availability and success rates may be a few
+    minutes old.
 
     Errors carry `google.rpc.ErrorInfo` with domain `namaskah.sms`:
     `INVALID_ARGUMENT`/`INVALID_ARGUMENT` with `BadRequest` field violations for malformed
@@ -80,9 +82,11 @@ class CatalogServiceServicer:
     what `VerificationService.CreateVerification` holds from the wallet.
 
     Every RPC here may be called without credentials: the prices shown are then those of the
-    starter plan of the tenant the request's host belongs to, and calls are rate-limited per
-    client address. Lists are cached for up to an hour and refreshed the moment a price
-    changes; availability and success rates may be a few minutes old.
+    starter plan of the tenant the request's host belongs to (refused with
+    `PERMISSION_DENIED`/`TENANT_SUSPENDED` while that tenant is suspended, as its customers
+    are), and calls are rate-limited per client address. Lists are cached for up to an hour
+    and refreshed the moment a price changes; availability and success rates may be a few
+    minutes old.
 
     Errors carry `google.rpc.ErrorInfo` with domain `namaskah.sms`:
     `INVALID_ARGUMENT`/`INVALID_ARGUMENT` with `BadRequest` field violations for malformed
@@ -155,9 +159,11 @@ class CatalogService:
     what `VerificationService.CreateVerification` holds from the wallet.
 
     Every RPC here may be called without credentials: the prices shown are then those of the
-    starter plan of the tenant the request's host belongs to, and calls are rate-limited per
-    client address. Lists are cached for up to an hour and refreshed the moment a price
-    changes; availability and success rates may be a few minutes old.
+    starter plan of the tenant the request's host belongs to (refused with
+    `PERMISSION_DENIED`/`TENANT_SUSPENDED` while that tenant is suspended, as its customers
+    are), and calls are rate-limited per client address. Lists are cached for up to an hour
+    and refreshed the moment a price changes; availability and success rates may be a few
+    minutes old.
 
     Errors carry `google.rpc.ErrorInfo` with domain `namaskah.sms`:
     `INVALID_ARGUMENT`/`INVALID_ARGUMENT` with `BadRequest` field violations for malformed

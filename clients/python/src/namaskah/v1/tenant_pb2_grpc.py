@@ -198,7 +198,9 @@ class TenantServiceServicer:
         """Suspends a tenant. Administrators only. Its customers get
         `PERMISSION_DENIED`/`TENANT_SUSPENDED` on every call from then on; their money and
         data are kept, verifications in progress run to their end, and refunds still happen.
-        Suspending a suspended tenant returns it unchanged.
+        Calls without credentials sent to its host names (sign-ups, price lists, its
+        branding) get the same refusal, and no account is opened there until it is
+        reactivated. Suspending a suspended tenant returns it unchanged.
 
         Errors: `FAILED_PRECONDITION`/`DEFAULT_TENANT` (the platform's own tenant).
         """
@@ -216,8 +218,10 @@ class TenantServiceServicer:
 
     def GetBranding(self, request, context):
         """Returns the branding for a host name, for pages and apps to dress themselves before
-        anyone logs in. Public, cached. A host that belongs to no tenant (or to a suspended
-        one) gets the platform's own branding.
+        anyone logs in. Public, cached. A `host` that belongs to no tenant (or to a suspended
+        one) gets the platform's own branding; but a call without credentials sent to a
+        suspended tenant's host is refused with `PERMISSION_DENIED`/`TENANT_SUSPENDED`, as every
+        such call is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -955,7 +955,8 @@ export const UserRoleSchema: GenEnum<UserRole> = /*@__PURE__*/
  *   `SESSION_REQUIRED` (creating API keys and changing 2FA need an access token from `Login`:
  *   an API key cannot do them), `ACCOUNT_SUSPENDED`, `TENANT_SUSPENDED` (the account's
  *   tenant is suspended: every call, `Login` and `RefreshToken` included, once the
- *   credentials are right).
+ *   credentials are right; and every call without credentials sent to a suspended tenant's
+ *   host, `Register` included, which then opens no account).
  * * `ALREADY_EXISTS`: `EMAIL_TAKEN`. `NOT_FOUND`: `API_KEY_NOT_FOUND`.
  * * `RESOURCE_EXHAUSTED`: `RATE_LIMITED` with `RetryInfo` and `retry-after` metadata (see
  *   below); `LOGIN_THROTTLED` at `Login` after repeated wrong passwords for one account
