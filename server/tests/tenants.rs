@@ -3674,3 +3674,68 @@ async fn a_suspended_tenants_host_takes_no_sign_ups_until_it_is_reactivated() {
         marked_up(platform, 2_000)
     );
 }
+
+#[tokio::test]
+async fn a_tenant_without_an_address_of_its_own_mails_in_its_name_with_the_platforms_links() {
+    let app = spawn_app_with(&[("NAMASKAH_PUBLIC_URL", "https://namaskah.test")]).await;
+    let admin = admin_session(&app).await;
+    let (owner, _) = enterprise_owner(&app).await;
+    create(
+        &app,
+        &admin.token,
+        "acme",
+        &owner,
+        &[ACME_HOST],
+        0,
+        Some(pb::Branding {
+            website_uri: String::new(),
+            mail_sender_name: "Acme Support".into(),
+            ..branding("Acme SMS", "#112233")
+        }),
+    )
+    .await
+    .expect("create acme");
+    // With a host and no web site, links go to the host.
+    let email = registered_at(&app, ACME_HOST).await;
+    let welcome = app.nth_mail_to(&email, 1).await;
+    assert_eq!(welcome["from_name"], "Acme Support");
+    let text = welcome["text"].as_str().unwrap();
+    assert!(text.contains("Welcome to Acme SMS."), "{text}");
+    assert!(
+        text.contains("https://sms.acme.test/verify-email?token="),
+        "{text}"
+    );
+
+    // Without hosts either, the tenant still signs its mails; only the links are the
+    // platform's.
+    tenants(&app)
+        .update_tenant(bearer(
+            pb::UpdateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: "tenants/acme".into(),
+                    hosts: Vec::new(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["hosts".into()],
+                }),
+            },
+            &admin.token,
+        ))
+        .await
+        .expect("remove acme's hosts");
+    app.auth()
+        .request_password_reset(pb::RequestPasswordResetRequest {
+            email: email.clone(),
+        })
+        .await
+        .expect("request a password reset");
+    let reset = app.nth_mail_to(&email, 2).await;
+    assert_eq!(reset["from_name"], "Acme Support");
+    let text = reset["text"].as_str().unwrap();
+    assert!(text.contains("your Acme SMS account"), "{text}");
+    assert!(
+        text.contains("https://namaskah.test/reset-password?token="),
+        "{text}"
+    );
+}

@@ -623,10 +623,14 @@ impl crate::identity::service::Brands for Catalog {
         let book = self.book().await.ok()?;
         let (_, entry) = book.tenant(tenant?)?;
         let branding = &entry.branding;
-        let base_url = if branding.website_uri.is_empty() {
-            format!("https://{}", entry.hosts.first()?)
-        } else {
+        // A tenant with neither a web site nor a host name of its own keeps its name and
+        // sender; only its links are the platform's (left empty for the identity room).
+        let base_url = if !branding.website_uri.is_empty() {
             branding.website_uri.trim_end_matches('/').to_owned()
+        } else if let Some(host) = entry.hosts.first() {
+            format!("https://{host}")
+        } else {
+            String::new()
         };
         Some(crate::identity::service::MailBrand {
             name: branding.display_name.clone(),

@@ -114,7 +114,8 @@ pub struct MailBrand {
     pub base_url: String,
 }
 
-/// Finds the brand of a tenant (the catalog, which holds the tenants, implements it).
+/// Finds the brand of a tenant (the catalog, which holds the tenants, implements it). An
+/// empty `base_url`: the tenant has no address of its own, so links go to the platform's.
 #[async_trait::async_trait]
 pub trait Brands: Send + Sync + 'static {
     async fn mail_brand(&self, tenant: Option<Uuid>) -> Option<MailBrand>;
@@ -312,7 +313,14 @@ impl Identity {
                 .to_owned(),
         };
         match (tenant, self.brands.get().and_then(std::sync::Weak::upgrade)) {
-            (Some(_), Some(brands)) => brands.mail_brand(tenant).await.unwrap_or_else(platform),
+            (Some(_), Some(brands)) => match brands.mail_brand(tenant).await {
+                Some(brand) if brand.base_url.is_empty() => MailBrand {
+                    base_url: platform().base_url,
+                    ..brand
+                },
+                Some(brand) => brand,
+                None => platform(),
+            },
             _ => platform(),
         }
     }
