@@ -2072,6 +2072,8 @@ struct TwoTenants<'a> {
     bolt: String,
     bolt_user: String,
     bolt_email: String,
+    /// Bolt's owner (`users/…`), on the enterprise plan.
+    bolt_owner: String,
 }
 
 /// An anonymous request sent to bolt's host.
@@ -2084,7 +2086,148 @@ fn at_bolt<T>(message: T) -> Request<T> {
 const SHARED_REQUEST_ID: &str = "order-0001";
 const ACME_ALERTS: [i32; 2] = [50, 90];
 
+/// The `ErrorInfo` reason of a status (empty without one).
+fn reason_of(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
 impl TwoTenants<'_> {
+    /// The administrators' RPC `rpc` as `token`, with a request an administrator's call
+    /// would carry out on acme's data: its customer (by name and email), its purchase, its
+    /// tenant, a price its customers pay; a new tenant for bolt's owner.
+    async fn admin_only(&self, rpc: &str, token: &str) -> Result<(), tonic::Status> {
+        let admin = || AdminServiceClient::new(self.app.channel.clone());
+        let t = || tenants(self.app);
+        let acme_user = || self.acme_user.clone();
+        let request_id = || uuid::Uuid::new_v4().to_string();
+        match rpc {
+            "AdminService.ListUsers" => admin()
+                .list_users(bearer(
+                    pb::ListUsersRequest {
+                        tenant: "tenants/acme".into(),
+                        email_query: self.acme_email.clone(),
+                        page_size: 10,
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "AdminService.GetUser" => admin()
+                .get_user(bearer(pb::GetUserRequest { name: acme_user() }, token))
+                .await
+                .map(drop),
+            "AdminService.AdjustBalance" => admin()
+                .adjust_balance(bearer(
+                    pb::AdjustBalanceRequest {
+                        name: acme_user(),
+                        amount: Some(usd(-1_000)),
+                        reason: "chargeback from the card issuer".into(),
+                        request_id: request_id(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "AdminService.SuspendUser" => admin()
+                .suspend_user(bearer(
+                    pb::SuspendUserRequest {
+                        name: acme_user(),
+                        reason: "a rival's customer".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "AdminService.ReactivateUser" => admin()
+                .reactivate_user(bearer(
+                    pb::ReactivateUserRequest {
+                        name: acme_user(),
+                        reason: "cleared".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "AdminService.SetServicePrice" => admin()
+                .set_service_price(bearer(
+                    pb::SetServicePriceRequest {
+                        name: "services/whatsapp/prices/GB".into(),
+                        base_price: Some(usd(9_999)),
+                        withdrawn: false,
+                        reason: "raise acme's cost".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "AdminService.RefundVerification" => admin()
+                .refund_verification(bearer(
+                    pb::RefundVerificationRequest {
+                        name: self.acme_verification.name.clone(),
+                        reason: "refund acme's purchase".into(),
+                        request_id: request_id(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "AdminService.ListAuditLogEntries" => admin()
+                .list_audit_log_entries(bearer(
+                    pb::ListAuditLogEntriesRequest {
+                        target: acme_user(),
+                        page_size: 10,
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "TenantService.CreateTenant" => t()
+                .create_tenant(bearer(
+                    pb::CreateTenantRequest {
+                        tenant_id: "bolt-two".into(),
+                        tenant: Some(pb::Tenant {
+                            display_name: "Bolt Two".into(),
+                            owner: self.bolt_owner.clone(),
+                            hosts: vec!["two.bolt.example.net".into()],
+                            markup_basis_points: 1_000,
+                            ..Default::default()
+                        }),
+                        request_id: request_id(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "TenantService.SuspendTenant" => t()
+                .suspend_tenant(bearer(
+                    pb::SuspendTenantRequest {
+                        name: "tenants/acme".into(),
+                        reason: "a rival".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "TenantService.ReactivateTenant" => t()
+                .reactivate_tenant(bearer(
+                    pb::ReactivateTenantRequest {
+                        name: "tenants/acme".into(),
+                        reason: String::new(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            other => panic!("no cross-tenant call written for {other}"),
+        }
+    }
+
     /// `tenants/…` of an account, as administrators see it.
     async fn tenant_of(&self, user: &str) -> String {
         AdminServiceClient::new(self.app.channel.clone())
@@ -2945,6 +3088,7 @@ async fn no_rpc_reaches_another_tenants_data() {
         bolt: bolt.clone(),
         bolt_user,
         bolt_email,
+        bolt_owner: bolt_owner.clone(),
     };
     let acme_balance = app.balance(&acme).await;
     let mut exercised = std::collections::BTreeSet::new();
@@ -3036,84 +3180,27 @@ async fn no_rpc_reaches_another_tenants_data() {
                 .await
                 .err(),
             (Isolation::AdminOnly, rpc) => {
-                // Tenant owners are not administrators.
-                let token = bolt_owner_token.as_str();
-                let admin_client = || AdminServiceClient::new(app.channel.clone());
-                let t = || tenants(&app);
-                match rpc {
-                    "AdminService.ListUsers" => admin_client()
-                        .list_users(bearer(
-                            pb::ListUsersRequest {
-                                tenant: "tenants/acme".into(),
-                                ..Default::default()
-                            },
-                            token,
-                        ))
+                // Neither a tenant's owner nor a customer is an administrator, whatever the
+                // request names: each names acme's real data, as an administrator's call
+                // would, so only the administrators' check can refuse it.
+                let mut refusal = None;
+                for (who, token) in [
+                    ("bolt's owner", &bolt_owner_token),
+                    ("bolt's customer", &bolt),
+                ] {
+                    let status = world
+                        .admin_only(rpc, token)
                         .await
-                        .err(),
-                    "AdminService.GetUser" => admin_client()
-                        .get_user(bearer(pb::GetUserRequest::default(), token))
-                        .await
-                        .err(),
-                    "AdminService.AdjustBalance" => admin_client()
-                        .adjust_balance(bearer(pb::AdjustBalanceRequest::default(), token))
-                        .await
-                        .err(),
-                    "AdminService.SuspendUser" => admin_client()
-                        .suspend_user(bearer(pb::SuspendUserRequest::default(), token))
-                        .await
-                        .err(),
-                    "AdminService.ReactivateUser" => admin_client()
-                        .reactivate_user(bearer(pb::ReactivateUserRequest::default(), token))
-                        .await
-                        .err(),
-                    "AdminService.SetServicePrice" => admin_client()
-                        .set_service_price(bearer(pb::SetServicePriceRequest::default(), token))
-                        .await
-                        .err(),
-                    "AdminService.RefundVerification" => admin_client()
-                        .refund_verification(bearer(
-                            pb::RefundVerificationRequest::default(),
-                            token,
-                        ))
-                        .await
-                        .err(),
-                    "AdminService.ListAuditLogEntries" => admin_client()
-                        .list_audit_log_entries(bearer(
-                            pb::ListAuditLogEntriesRequest::default(),
-                            token,
-                        ))
-                        .await
-                        .err(),
-                    "TenantService.CreateTenant" => t()
-                        .create_tenant(bearer(pb::CreateTenantRequest::default(), token))
-                        .await
-                        .err(),
-                    "TenantService.SuspendTenant" => t()
-                        .suspend_tenant(bearer(
-                            pb::SuspendTenantRequest {
-                                name: "tenants/acme".into(),
-                                reason: "a rival".into(),
-                            },
-                            token,
-                        ))
-                        .await
-                        .err(),
-                    "TenantService.ReactivateTenant" => t()
-                        .reactivate_tenant(bearer(
-                            pb::ReactivateTenantRequest {
-                                name: "tenants/acme".into(),
-                                reason: String::new(),
-                            },
-                            token,
-                        ))
-                        .await
-                        .err(),
-                    other => panic!("no cross-tenant call written for {other}"),
+                        .err()
+                        .unwrap_or_else(|| panic!("{rpc} let {who} through"));
+                    assert_eq!(
+                        (status.code(), reason_of(&status)),
+                        (Code::PermissionDenied, "ADMIN_REQUIRED".to_owned()),
+                        "{rpc} called by {who}: {status:?}"
+                    );
+                    refusal = Some(status);
                 }
-                .inspect(|status| {
-                    assert_error(status, Code::PermissionDenied, "ADMIN_REQUIRED");
-                })
+                refusal
             }
             (Isolation::TenantOwner, rpc) => {
                 let token = bolt_owner_token.as_str();
@@ -3213,7 +3300,9 @@ async fn no_rpc_reaches_another_tenants_data() {
             (Isolation::Named, other) => panic!("no cross-tenant call written for {other}"),
         };
         let status = refusal.unwrap_or_else(|| panic!("{rpc} let another tenant's caller through"));
-        if rule != Isolation::AdminOnly {
+        if rule == Isolation::AdminOnly {
+            assert_error(&status, Code::PermissionDenied, "ADMIN_REQUIRED");
+        } else {
             assert!(
                 matches!(
                     status.code(),
@@ -3272,6 +3361,49 @@ async fn no_rpc_reaches_another_tenants_data() {
         world.subscription(&acme).await.plan,
         pb::PlanTier::Pro as i32
     );
+    // Nor did the administrators' RPCs change anything: acme's customer is active, acme
+    // too, the platform's price is as it was, and bolt's owner has no second tenant.
+    let account = admin_client(&app)
+        .get_user(bearer(
+            pb::GetUserRequest {
+                name: world.acme_user.clone(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(account.status, pb::UserStatus::Active as i32);
+    assert_eq!(acme_tenant.state, pb::TenantState::Active as i32);
+    assert_eq!(price_at(&app, None, None).await, platform);
+    let err = tenants(&app)
+        .get_tenant(bearer(
+            pb::GetTenantRequest {
+                name: "tenants/bolt-two".into(),
+            },
+            &admin.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "TENANT_NOT_FOUND");
+
+    // The requests bolt's callers sent were well formed and named real data: an
+    // administrator sending the same is answered (or refused for the state of things,
+    // never for its arguments).
+    for rpc in every_rpc()
+        .into_iter()
+        .filter(|rpc| isolation(rpc) == Some(Isolation::AdminOnly))
+    {
+        if let Err(status) = world.admin_only(&rpc, &admin.token).await {
+            assert_eq!(
+                status.code(),
+                Code::FailedPrecondition,
+                "{rpc} sent by an administrator: {status:?}"
+            );
+        }
+    }
 }
 
 /// Every call a tenant's owner may make on `tenant` (`tenants/…`), as `token`: each one's
