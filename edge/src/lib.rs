@@ -189,6 +189,14 @@ pub async fn serve_with<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    use axum::serve::ListenerExt as _;
+    // Nagle off: a response written in more than one piece would otherwise wait for the
+    // client's delayed ACK (some 40 ms) before its last piece left.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot turn Nagle off on a connection");
+        }
+    });
     let app = router(upstream, options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -18,9 +18,9 @@ use namaskah_proto::v1::wallet_service_server::WalletServiceServer;
 use namaskah_proto::v1::webhook_service_server::WebhookServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::admin::grpc::AdminApi;
 use crate::admin::service::Admin;
@@ -497,9 +497,13 @@ impl Application {
                 });
             }
             None => {
+                // Nagle off on every accepted connection (tonic only does that for the
+                // listeners it binds itself): with it on, a response written in more than one
+                // piece waited for the client's delayed ACK, some 40 ms.
+                let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
                 tasks.spawn(async move {
                     grpc_server
-                        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop)
+                        .serve_with_incoming_shutdown(incoming, grpc_stop)
                         .await
                         .context("gRPC server")
                 });

@@ -175,6 +175,8 @@ impl Feed {
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(5);
                 c.internal_command_timeout = Duration::from_secs(5);
+                // Nagle off: commands pipelined on one connection go out at once.
+                c.tcp.nodelay = Some(true);
             })
             .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
                 0, 100, 5_000, 2,

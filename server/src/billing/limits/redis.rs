@@ -281,6 +281,8 @@ impl RedisLimits {
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
                 c.internal_command_timeout = Duration::from_secs(2);
+                // Nagle off: commands pipelined on one connection go out at once.
+                c.tcp.nodelay = Some(true);
                 // A decision replayed after a dropped connection could count a call twice;
                 // the limiter's fallback handles the failure instead.
                 c.max_command_attempts = 1;
