@@ -28,7 +28,18 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Which implementation this is, for logs and `/metrics`.
     fn kind(&self) -> &'static str;
+    /// A counter that moves whenever a value this instance may have read could have been
+    /// replaced (a `set` here, or, with Redis, a change announced by any instance). A copy
+    /// of a value, decoded and kept by a caller, is still good while the counter stands
+    /// where it stood *before* the value was read (and within [`DECODED_TTL`]).
+    fn generation(&self) -> u64;
 }
+
+/// How long a caller may keep a decoded copy of an entry while [`Cache::generation`]
+/// stands still. With Redis, a change made on another instance reaches this one as a
+/// message; should that message be lost, the near copy ages out after [`NEAR_TTL`] and a
+/// decoded copy after at most this much more.
+pub const DECODED_TTL: Duration = Duration::from_secs(1);
 
 const SHARDS: usize = 16;
 /// Entries per shard before expired entries are swept (and, if still full, the shard is
@@ -38,18 +49,24 @@ const SHARD_CAPACITY: usize = 8_192;
 /// The in-process cache: sharded maps, so that concurrent requests rarely share a lock.
 pub struct InProcessCache {
     shards: Vec<Mutex<HashMap<String, (Instant, String)>>>,
+    /// Moves on every overwrite and removal (see [`Cache::generation`]).
+    generation: AtomicU64,
 }
 
 impl Default for InProcessCache {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            generation: AtomicU64::new(0),
         }
     }
 }
 
 impl InProcessCache {
     fn store(&self, key: &str, value: &str, ttl: Duration, overwrite: bool) {
+        if overwrite {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         let now = Instant::now();
         let mut shard = lock(self.shard(key));
         if !overwrite && shard.get(key).is_some_and(|(expires, _)| *expires > now) {
@@ -65,6 +82,7 @@ impl InProcessCache {
     }
 
     fn forget(&self, key: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         lock(self.shard(key)).remove(key);
     }
 
@@ -83,6 +101,7 @@ impl InProcessCache {
 
     /// Drops every entry.
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         for shard in &self.shards {
             lock(shard).clear();
         }
@@ -127,6 +146,10 @@ impl Cache for InProcessCache {
 
     fn kind(&self) -> &'static str {
         "in-process"
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 }
 
@@ -320,6 +343,10 @@ impl Cache for RedisCache {
     fn kind(&self) -> &'static str {
         "redis"
     }
+
+    fn generation(&self) -> u64 {
+        self.near.generation.load(Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +385,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cache.get("new").await.unwrap().as_deref(), Some("revoked"));
+    }
+
+    #[tokio::test]
+    async fn the_generation_moves_on_changes_not_on_fills() {
+        let cache = InProcessCache::default();
+        let start = cache.generation();
+        cache.fill("k", "v", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("v"));
+        assert_eq!(
+            cache.generation(),
+            start,
+            "a fill changes no value anyone read"
+        );
+        cache.set("k", "w", Duration::from_secs(60)).await.unwrap();
+        let after_set = cache.generation();
+        assert!(after_set > start);
+        cache.forget("k");
+        assert!(cache.generation() > after_set);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! about an account.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use super::usage::Meter;
 use super::{AccountPlans, view};
 use crate::analytics::domain::FunnelStep;
 use crate::analytics::events::Tracker;
-use crate::cache::Cache;
+use crate::cache::{Cache, DECODED_TTL};
 use crate::clock::Clock;
 use crate::error::{ApiError, StoreError, Violations};
 use crate::identity::domain::{Plan, Principal};
@@ -115,8 +115,19 @@ pub struct Billing {
     /// Funnel steps (the first paid plan).
     tracker: Tracker,
     settings: Settings,
-    /// The account info the limiter just looked up, for the meter to count the call with.
-    recent: Vec<Mutex<HashMap<Uuid, AccountInfo>>>,
+    /// The account info the limiter just looked up, for the meter to count the call with,
+    /// and for the limiter's next calls while the cache has not changed (see [`Recent`]).
+    recent: Vec<Mutex<HashMap<Uuid, Recent>>>,
+}
+
+/// An account's info as decoded from the cache, with the cache's generation read before
+/// the look-up and the moment of the look-up: good while the generation stands still,
+/// for at most [`DECODED_TTL`], and within its period.
+#[derive(Clone, Copy, Debug)]
+struct Recent {
+    info: AccountInfo,
+    generation: u64,
+    read_at: Instant,
 }
 
 /// What a renewal did.
@@ -172,7 +183,7 @@ impl Billing {
         &self.settings
     }
 
-    fn recent(&self, user: Uuid) -> std::sync::MutexGuard<'_, HashMap<Uuid, AccountInfo>> {
+    fn recent(&self, user: Uuid) -> std::sync::MutexGuard<'_, HashMap<Uuid, Recent>> {
         let index = (user.as_u128() % self.recent.len() as u128) as usize;
         self.recent[index]
             .lock()
@@ -278,8 +289,37 @@ impl Billing {
         Ok(info)
     }
 
+    /// Keeps `info` for the meter and the limiter's next calls (see [`Recent`]).
+    fn remember(&self, user: Uuid, info: AccountInfo, generation: u64, read_at: Instant) {
+        let mut recent = self.recent(user);
+        if recent.len() >= RECENT_CAPACITY / self.recent.len() && !recent.contains_key(&user) {
+            recent.clear();
+        }
+        recent.insert(
+            user,
+            Recent {
+                info,
+                generation,
+                read_at,
+            },
+        );
+    }
+
+    /// The account's info as the limiter last read it, if nothing can have changed since.
+    fn still_recent(&self, user: Uuid) -> Option<AccountInfo> {
+        let recent = self.recent(user).get(&user).copied()?;
+        (recent.generation == self.cache.generation()
+            && recent.read_at.elapsed() < DECODED_TTL
+            && self.clock.now() < recent.info.period.end)
+            .then_some(recent.info)
+    }
+
     /// After a change: every instance sees the account's new plan from its next call.
     async fn changed(&self, user: Uuid) {
+        // Read before the change is published, so the copy kept here is never taken for
+        // one read after it: the limiter reads the shared entry again.
+        let generation = self.cache.generation();
+        let read_at = Instant::now();
         let now = self.clock.now();
         match self.read_account(user, now).await {
             Ok(info) => {
@@ -290,7 +330,7 @@ impl Billing {
                 {
                     tracing::error!(%error, %user, "could not publish a plan change");
                 }
-                self.recent(user).insert(user, info);
+                self.remember(user, info, generation, read_at);
             }
             Err(error) => tracing::error!(%error, %user, "could not read a changed plan"),
         }
@@ -950,6 +990,12 @@ fn replay(
 #[async_trait]
 impl AccountPlans for Billing {
     async fn requests_per_minute(&self, user: Uuid) -> u32 {
+        if let Some(info) = self.still_recent(user) {
+            return self.plans.terms(info.plan).requests_per_minute;
+        }
+        // Both read before the look-up: a change that lands during it moves the generation.
+        let generation = self.cache.generation();
+        let read_at = Instant::now();
         let info = match self.account(user).await {
             Ok(info) => info,
             Err(error) => {
@@ -958,13 +1004,7 @@ impl AccountPlans for Billing {
                 return self.plans.terms(Plan::Starter).requests_per_minute;
             }
         };
-        {
-            let mut recent = self.recent(user);
-            if recent.len() >= RECENT_CAPACITY / self.recent.len() {
-                recent.clear();
-            }
-            recent.insert(user, info);
-        }
+        self.remember(user, info, generation, read_at);
         self.plans.terms(info.plan).requests_per_minute
     }
 
@@ -976,7 +1016,7 @@ impl AccountPlans for Billing {
     }
 
     fn admitted(&self, user: Uuid) {
-        let info = self.recent(user).get(&user).copied();
+        let info = self.recent(user).get(&user).map(|recent| recent.info);
         match info {
             Some(info) => self.meter.record(user, &info.period, 1),
             None => tracing::debug!(%user, "call admitted without a plan look-up; not metered"),

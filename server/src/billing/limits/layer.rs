@@ -246,10 +246,14 @@ impl AccountBucket {
     }
 }
 
+/// HPACK: the limit and the reset (whole seconds up to a minute: at most 61 values) are
+/// few, so they go into the connection's header table and cost a byte or two after their
+/// first use; the remaining count changes on every call and would only push useful entries
+/// out, so it is sent as a literal that is never indexed.
 fn add_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(LIMIT, HeaderValue::from(decision.limit));
     headers.insert(REMAINING, unindexed(decision.remaining));
-    headers.insert(RESET, unindexed(whole_seconds_up(decision.reset)));
+    headers.insert(RESET, HeaderValue::from(whole_seconds_up(decision.reset)));
 }
 
 /// The address a call comes from: the TCP peer, unless the peer is one of our proxies;
