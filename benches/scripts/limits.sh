@@ -3,6 +3,7 @@
 # on, alternating, in one session, with the in-process limiter and with Redis. With the
 # layer on, every call also goes through the plan look-up and the usage meter. The plan
 # limit is raised so that no call is refused: this measures the cost, not the limit.
+# Single runs on two shared cores vary by ±10 %: use ROUNDS=4 or more and read the totals.
 # Loopback only; every run is bounded in time.
 #
 #   PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379 \
@@ -42,7 +43,7 @@ run_server() { # extra env...
       ./target/release/namaskah-server >"$OUT/server.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 50); do
-    ./target/release/namaskah-server healthcheck >/dev/null 2>&1 && break
+    NAMASKAH_GRPC_ADDR=$ADDR ./target/release/namaskah-server healthcheck >/dev/null 2>&1 && break
     sleep 0.2
   done
 }
@@ -63,7 +64,9 @@ for store in inproc redis; do
   extra=()
   [ "$store" = redis ] && extra=(REDIS_URL="$REDIS_URL" NAMASKAH_REDIS_PREFIX="bench:$$:")
   for round in $(seq 1 "$ROUNDS"); do
-    for layer in off on; do
+    # Odd rounds off then on, even rounds on then off: neither setting always goes first.
+    order="off on"; (( round % 2 == 0 )) && order="on off"
+    for layer in $order; do
       file="$OUT/limits-$store-$layer-$round.json"
       measure "GetMe, $store, layer $layer (round $round)" "$file" \
         "${extra[@]}" NAMASKAH_RATE_LIMITS=$layer

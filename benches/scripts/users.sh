@@ -9,7 +9,7 @@
 #
 # All the users share 127.0.0.1, so the per-address limit of sign-ins (20 a minute by
 # default) is raised for the run; the plan limits (starter: 100 calls a minute per account)
-# stay as they are.
+# stay as they are. LOAD_ARGS adds options to the driver's command line (e.g. `--relogin 0`).
 # Loopback only; the run is bounded in time; the scratch database and the run's Redis keys
 # are removed at the end, and every process started here is stopped.
 #
@@ -63,7 +63,7 @@ redis_pid=$(pgrep -x redis-server | head -n1 || true)
 echo "users.sh: $USERS users over $CONNECTIONS connections to nginx $NGINX_GRPC, $WARMUP warm-up, $DURATION measured" >&2
 $L --addr "http://$NGINX_GRPC" --scenario users --concurrency "$USERS" --connections "$CONNECTIONS" \
    --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --timeout 10s --top-up 2000 \
-   --mail-sink "$MAIL_SINKS" "${processes[@]}" --name "users-$USERS" \
+   --mail-sink "$MAIL_SINKS" "${processes[@]}" --name "users-$USERS" ${LOAD_ARGS:-} \
    --json "$OUT/users.json" | tee "$OUT/users.txt"
 
 echo
