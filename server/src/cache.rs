@@ -65,8 +65,21 @@ impl Default for InProcessCache {
 impl InProcessCache {
     fn store(&self, key: &str, value: &str, ttl: Duration, overwrite: bool) {
         if overwrite {
-            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.changing(|| self.put(key, value, ttl, true));
+        } else {
+            self.put(key, value, ttl, false);
         }
+    }
+
+    /// Runs a change between two moves of the generation: a copy read while it ran carries
+    /// the first move's number, which the second makes stale (see [`Cache::generation`]).
+    fn changing(&self, change: impl FnOnce()) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        change();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn put(&self, key: &str, value: &str, ttl: Duration, overwrite: bool) {
         let now = Instant::now();
         let mut shard = lock(self.shard(key));
         if !overwrite && shard.get(key).is_some_and(|(expires, _)| *expires > now) {
@@ -82,8 +95,9 @@ impl InProcessCache {
     }
 
     fn forget(&self, key: &str) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        lock(self.shard(key)).remove(key);
+        self.changing(|| {
+            lock(self.shard(key)).remove(key);
+        });
     }
 
     /// The live value of `key` (not counted in the metrics: callers count).
@@ -101,10 +115,11 @@ impl InProcessCache {
 
     /// Drops every entry.
     pub fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        for shard in &self.shards {
-            lock(shard).clear();
-        }
+        self.changing(|| {
+            for shard in &self.shards {
+                lock(shard).clear();
+            }
+        });
     }
 
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, (Instant, String)>> {
@@ -270,14 +285,19 @@ struct NearCache {
 }
 
 impl NearCache {
+    /// The generation moves before the copy goes (so a Redis answer fetched meanwhile is
+    /// not kept) and again after it (so a copy decoded meanwhile is not taken for a fresh
+    /// one: see [`Cache::generation`]).
     fn forget(&self, key: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.forget(key);
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn clear(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.clear();
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 

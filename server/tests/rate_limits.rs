@@ -450,6 +450,69 @@ async fn two_instances_share_one_limit() {
     assert_error(&status, Code::ResourceExhausted, "RATE_LIMITED");
 }
 
+#[tokio::test]
+async fn an_upgrade_on_one_instance_applies_to_the_limit_on_the_other() {
+    use namaskah_proto::v1::subscription_service_client::SubscriptionServiceClient;
+    let app = spawn_app_with(&[("NAMASKAH_PLANS", "[]")]).await;
+    if !app.uses_redis() {
+        eprintln!("skipped: set TEST_REDIS_URL to run several instances on one Redis");
+        return;
+    }
+    let peer = app.spawn_peer().await;
+    let token = app.funded(10_000).await;
+    // The peer has looked the plan up (and keeps it decoded between calls).
+    for _ in 0..3 {
+        let response = peer
+            .auth()
+            .get_me(bearer(pb::GetMeRequest {}, &token))
+            .await
+            .expect("a starter call on the peer");
+        assert_eq!(meta(response.metadata(), "x-ratelimit-limit"), Some(100));
+    }
+    SubscriptionServiceClient::new(app.channel.clone())
+        .change_plan(bearer(
+            pb::ChangePlanRequest {
+                plan: pb::PlanTier::Pro as i32,
+                request_id: "go-pro-elsewhere".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("upgrade to pro on the first instance");
+    // The change reaches the peer as a message over Redis (in milliseconds); until then it
+    // may still answer with starter's limit. The bound is generous for a loaded machine but
+    // shorter than the near cache's 5 s, so a peer that only forgot by expiry fails.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut starter_answers = 0;
+    loop {
+        let response = peer
+            .auth()
+            .get_me(bearer(pb::GetMeRequest {}, &token))
+            .await
+            .expect("a call on the peer");
+        match meta(response.metadata(), "x-ratelimit-limit") {
+            Some(500) => break,
+            Some(100) => starter_answers += 1,
+            other => panic!("limit {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the peer still applies starter's limit after {starter_answers} calls"
+        );
+        // Slow enough to stay within starter's 100 a minute while the peer still applies it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // From then on, every call on the peer counts at pro's rate.
+    for _ in 0..5 {
+        let response = peer
+            .auth()
+            .get_me(bearer(pb::GetMeRequest {}, &token))
+            .await
+            .expect("a pro call on the peer");
+        assert_eq!(meta(response.metadata(), "x-ratelimit-limit"), Some(500));
+    }
+}
+
 /// A TCP forwarder in front of Redis, so that a test can take Redis away (and bring it
 /// back) under a running server.
 struct Forwarder {
