@@ -61,6 +61,8 @@ redis_pid=$(pgrep -x redis-server | head -n1 || true)
 [[ -n $redis_pid ]] && processes+=(--process "redis=$redis_pid")
 
 echo "users.sh: $USERS users over $CONNECTIONS connections to nginx $NGINX_GRPC, $WARMUP warm-up, $DURATION measured" >&2
+# LOAD_ARGS is split into words on purpose (several options).
+# shellcheck disable=SC2086
 $L --addr "http://$NGINX_GRPC" --scenario users --concurrency "$USERS" --connections "$CONNECTIONS" \
    --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --timeout 10s --top-up 2000 \
    --mail-sink "$MAIL_SINKS" "${processes[@]}" --name "users-$USERS" ${LOAD_ARGS:-} \
