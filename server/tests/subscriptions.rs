@@ -111,23 +111,6 @@ fn calendar_month(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     (start, add_months(start, 1))
 }
 
-/// Sets the billing clock of every instance to `at`, and waits (at most a few
-/// milliseconds) until each reads `at` or later.
-async fn set_clocks(apps: &[&TestApp], at: DateTime<Utc>) {
-    for app in apps {
-        app.state.clock.set(at);
-    }
-    for app in apps {
-        for _ in 0..100 {
-            if app.state.clock.now() >= at {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        assert!(app.state.clock.now() >= at, "the clock reads {at} or later");
-    }
-}
-
 async fn me(app: &TestApp, token: &str) -> pb::User {
     app.auth()
         .get_me(bearer(pb::GetMeRequest {}, token))

@@ -22,6 +22,17 @@ fn tenants(app: &TestApp) -> TenantServiceClient<Channel> {
     TenantServiceClient::new(app.channel.clone())
 }
 
+/// `name` as `token` sees it (the call must succeed).
+async fn tenant_as(app: &TestApp, name: &str, token: &str) -> pb::Tenant {
+    tenants(app)
+        .get_tenant(bearer(pb::GetTenantRequest { name: name.into() }, token))
+        .await
+        .unwrap_or_else(|status| panic!("GetTenant {name}: {status:?}"))
+        .into_inner()
+        .tenant
+        .expect("a tenant")
+}
+
 fn catalog(app: &TestApp) -> CatalogServiceClient<Channel> {
     CatalogServiceClient::new(app.channel.clone())
 }
@@ -567,18 +578,7 @@ async fn customers_buy_at_their_tenants_prices_and_the_ledger_splits_the_sale() 
     assert_eq!(units(as_admin.reseller_margin), bolt_margin);
 
     // The owner sees its tenant with its margin and customers; not the other one.
-    let mine = tenants(&app)
-        .get_tenant(bearer(
-            pb::GetTenantRequest {
-                name: "tenants/acme".into(),
-            },
-            &acme_token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
+    let mine = tenant_as(&app, "tenants/acme", &acme_token).await;
     assert_eq!(mine.margin_earned.unwrap().minor_units, platform);
     assert_eq!(mine.customer_count, 1);
     for (name, token) in [("tenants/bolt", &acme_token), ("tenants/acme", &bolt_token)] {
@@ -1304,18 +1304,7 @@ async fn a_manual_refund_of_a_tenant_sale_reverses_the_margin_and_the_platform_r
     assert_eq!(margin_lines(&app, "tenants/acme").await, margin);
 
     // The owner sees its margin and revenue net of the refund.
-    let tenant = tenants(&app)
-        .get_tenant(bearer(
-            pb::GetTenantRequest {
-                name: "tenants/acme".into(),
-            },
-            &owner_token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
+    let tenant = tenant_as(&app, "tenants/acme", &owner_token).await;
     assert_eq!(cents(&tenant.margin_earned), margin);
     let report = revenue_today(&app, "", &owner_token).await;
     assert_eq!(cents(&report.verification_revenue), price);
@@ -1834,18 +1823,7 @@ async fn updates_refuse_hosts_held_elsewhere_and_check_only_the_fields_they_writ
         assert_error(&err, Code::AlreadyExists, "HOST_TAKEN");
     }
     // Nothing moved.
-    let bolt = tenants(&app)
-        .get_tenant(bearer(
-            pb::GetTenantRequest {
-                name: "tenants/bolt".into(),
-            },
-            &admin.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
+    let bolt = tenant_as(&app, "tenants/bolt", &admin.token).await;
     assert_eq!(bolt.hosts, vec![BOLT_HOST]);
     assert_eq!(holder(ACME_HOST).await, "tenants/acme");
     assert_eq!(holder(BOLT_HOST).await, "tenants/bolt");
@@ -3328,18 +3306,7 @@ async fn no_rpc_reaches_another_tenants_data() {
         .into_inner()
         .api_keys;
     assert!(keys.iter().all(|k| k.revoke_time.is_none()), "{keys:?}");
-    let acme_tenant = tenants(&app)
-        .get_tenant(bearer(
-            pb::GetTenantRequest {
-                name: "tenants/acme".into(),
-            },
-            &admin.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
+    let acme_tenant = tenant_as(&app, "tenants/acme", &admin.token).await;
     assert_eq!(acme_tenant.display_name, "acme reseller");
     // And bolt's customer's own lists hold nothing of acme's.
     let listed = app
@@ -3521,18 +3488,6 @@ async fn owner_calls(
     outcomes
 }
 
-/// Moves the application's billing clock to `at` and waits until it reads so.
-async fn set_clock(app: &TestApp, at: chrono::DateTime<chrono::Utc>) {
-    app.state.clock.set(at);
-    for _ in 0..100 {
-        if app.state.clock.now() >= at {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
-    assert!(app.state.clock.now() >= at, "the clock moved on");
-}
-
 #[tokio::test]
 async fn an_owner_off_the_enterprise_plan_loses_its_owner_access_but_its_tenant_keeps_serving() {
     // The billing jobs run by hand only.
@@ -3609,7 +3564,7 @@ async fn an_owner_off_the_enterprise_plan_loses_its_owner_access_but_its_tenant_
     );
 
     // The period ends: the account is on starter now.
-    set_clock(&app, end + chrono::Duration::seconds(1)).await;
+    set_clocks(&[&app], end + chrono::Duration::seconds(1)).await;
     app.state.billing.renew_due().await.unwrap();
     let me = app
         .auth()
@@ -3627,18 +3582,7 @@ async fn an_owner_off_the_enterprise_plan_loses_its_owner_access_but_its_tenant_
 
     // Administrators are unaffected; the tenant is active and its customers are served at
     // its prices, by token and at its host.
-    let acme = tenants(&app)
-        .get_tenant(bearer(
-            pb::GetTenantRequest {
-                name: "tenants/acme".into(),
-            },
-            &admin.token,
-        ))
-        .await
-        .expect("an administrator reads the tenant")
-        .into_inner()
-        .tenant
-        .unwrap();
+    let acme = tenant_as(&app, "tenants/acme", &admin.token).await;
     assert_eq!(acme.state, pb::TenantState::Active as i32);
     assert_eq!(acme.owner, owner);
     analytics(&app)

@@ -659,6 +659,23 @@ impl TestApp {
 }
 
 /// The status of a verification as the enum.
+/// Sets the billing clock of every instance to `at`, and waits (at most a few
+/// milliseconds) until each reads `at` or later.
+pub async fn set_clocks(apps: &[&TestApp], at: chrono::DateTime<chrono::Utc>) {
+    for app in apps {
+        app.state.clock.set(at);
+    }
+    for app in apps {
+        for _ in 0..100 {
+            if app.state.clock.now() >= at {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(app.state.clock.now() >= at, "the clock reads {at} or later");
+    }
+}
+
 pub fn status_of(v: &pb::Verification) -> pb::VerificationStatus {
     pb::VerificationStatus::try_from(v.status).expect("a known status")
 }
