@@ -26,6 +26,15 @@ pub trait Cache: Send + Sync + 'static {
     async fn fill(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Stores `value`, replacing what is there, and (with Redis) tells every instance.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Stores `value` only if the key still holds `expected` (a tombstone the caller saw
+    /// before reading what replaces it); returns whether it did.
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
     /// Which implementation this is, for logs and `/metrics`.
     fn kind(&self) -> &'static str;
     /// A counter that moves whenever a value this instance may have read could have been
@@ -94,6 +103,19 @@ impl InProcessCache {
         shard.insert(key.to_owned(), (now + ttl, value.to_owned()));
     }
 
+    /// Puts `value` in place of `expected`, if the key still holds it (and it is live).
+    fn swap(&self, key: &str, expected: &str, value: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut shard = lock(self.shard(key));
+        match shard.get_mut(key) {
+            Some(entry) if entry.0 > now && entry.1 == expected => {
+                *entry = (now + ttl, value.to_owned());
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn forget(&self, key: &str) {
         self.changing(|| {
             lock(self.shard(key)).remove(key);
@@ -157,6 +179,17 @@ impl Cache for InProcessCache {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         self.store(key, value, ttl, true);
         Ok(())
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        // No move of the generation: what goes is a tombstone, which nobody keeps decoded.
+        Ok(self.swap(key, expected, value, ttl))
     }
 
     fn kind(&self) -> &'static str {
@@ -272,6 +305,10 @@ impl RedisCache {
     }
 }
 
+/// `replace`: compare and set, in one step on the Redis server.
+const REPLACE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
+
 fn redis_error(e: fred::error::Error) -> StoreError {
     StoreError::Cache(e.to_string())
 }
@@ -360,6 +397,32 @@ impl Cache for RedisCache {
         self.broadcast_change(key).await
     }
 
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        use fred::interfaces::LuaInterface;
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let replaced: i64 = self
+            .client
+            .eval(
+                REPLACE_SCRIPT,
+                vec![self.key(key)],
+                vec![expected.to_owned(), value.to_owned(), millis.to_string()],
+            )
+            .await
+            .map_err(redis_error)?;
+        if replaced == 1 {
+            // Every instance drops its near copy of the tombstone.
+            self.near.forget(key);
+            self.broadcast_change(key).await?;
+        }
+        Ok(replaced == 1)
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
     }
@@ -405,6 +468,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cache.get("new").await.unwrap().as_deref(), Some("revoked"));
+    }
+
+    #[tokio::test]
+    async fn a_replace_takes_only_the_value_it_expects() {
+        replaces_only_what_it_expects(&InProcessCache::default()).await;
+    }
+
+    /// Against a real Redis when `TEST_REDIS_URL` is set; skipped otherwise.
+    #[tokio::test]
+    async fn a_replace_in_redis_takes_only_the_value_it_expects() {
+        let Some(url) = std::env::var("TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            return;
+        };
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let cache = RedisCache::connect(&url, &prefix).await.expect("connect");
+        replaces_only_what_it_expects(&cache).await;
+    }
+
+    async fn replaces_only_what_it_expects(cache: &impl Cache) {
+        let ttl = Duration::from_secs(60);
+        assert!(
+            !cache.replace("k", "stale:1", "v", ttl).await.unwrap(),
+            "nothing there"
+        );
+        assert_eq!(cache.get("k").await.unwrap(), None);
+        cache.set("k", "stale:1", ttl).await.unwrap();
+        // Another change came first: its tombstone stays.
+        cache.set("k", "stale:2", ttl).await.unwrap();
+        assert!(!cache.replace("k", "stale:1", "old", ttl).await.unwrap());
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("stale:2"));
+        assert!(cache.replace("k", "stale:2", "new", ttl).await.unwrap());
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("new"));
+        // An expired entry is not replaced.
+        cache
+            .set("e", "stale:3", Duration::from_millis(1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!cache.replace("e", "stale:3", "v", ttl).await.unwrap());
+        assert_eq!(cache.get("e").await.unwrap(), None);
     }
 
     #[tokio::test]

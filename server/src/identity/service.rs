@@ -36,7 +36,9 @@ const AUTH_CACHE_TTL: Duration = Duration::from_secs(300);
 const PROFILE_CACHE_TTL: Duration = Duration::from_secs(60);
 /// How long a stale-profile tombstone stands (readers go to the database meanwhile).
 const PROFILE_TOMBSTONE_TTL: Duration = Duration::from_secs(10);
-const STALE: &str = "stale";
+/// Tombstones are `stale:{unique}`: a reader that saw one, then read the row, may put the
+/// row in its place only if it is still the same one (no later change marked it again).
+const STALE: &str = "stale:";
 
 /// An account as the API shows it (never secrets). Cached as JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,7 +369,11 @@ impl Identity {
     pub async fn forget_user(&self, id: Uuid) {
         if let Err(error) = self
             .cache
-            .set(&user_key(id), STALE, PROFILE_TOMBSTONE_TTL)
+            .set(
+                &user_key(id),
+                &format!("{STALE}{}", Uuid::now_v7()),
+                PROFILE_TOMBSTONE_TTL,
+            )
             .await
         {
             tracing::error!(%error, user_id = %id, "could not mark a cached profile stale");
@@ -912,21 +918,34 @@ impl Identity {
 
     pub async fn me(&self, principal: &Principal) -> Result<UserProfile, ApiError> {
         let key = user_key(principal.user_id);
+        let mut tombstone = None;
         match self.cache.get(&key).await {
-            Ok(Some(json)) if json != STALE => {
+            Ok(Some(json)) if json.starts_with(STALE) => tombstone = Some(json),
+            Ok(Some(json)) => {
                 if let Ok(profile) = serde_json::from_str::<UserProfile>(&json) {
                     return Ok(profile);
                 }
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(error) => tracing::warn!(%error, "profile cache unavailable"),
         }
         let user = self.load_user(principal.user_id).await?;
         let profile = UserProfile::from(&user);
-        if let Ok(json) = serde_json::to_string(&profile)
-            && let Err(error) = self.cache.fill(&key, &json, PROFILE_CACHE_TTL).await
-        {
-            tracing::warn!(%error, "profile cache unavailable");
+        if let Ok(json) = serde_json::to_string(&profile) {
+            // After a change, its tombstone was set once the change had committed: this
+            // read, made after seeing it, is at least as new, and takes its place unless
+            // another change has marked the profile since.
+            let stored = match &tombstone {
+                Some(tombstone) => self
+                    .cache
+                    .replace(&key, tombstone, &json, PROFILE_CACHE_TTL)
+                    .await
+                    .map(|_| ()),
+                None => self.cache.fill(&key, &json, PROFILE_CACHE_TTL).await,
+            };
+            if let Err(error) = stored {
+                tracing::warn!(%error, "profile cache unavailable");
+            }
         }
         Ok(profile)
     }
