@@ -13,6 +13,7 @@ mod m20261202_000008_analytics;
 mod m20261202_000009_users_role;
 mod m20261202_000010_tenants;
 mod m20261204_000011_analytics_bitmaps;
+mod m20261206_000012_partial_indexes;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_users_role::Migration),
             Box::new(m20261202_000010_tenants::Migration),
             Box::new(m20261204_000011_analytics_bitmaps::Migration),
+            Box::new(m20261206_000012_partial_indexes::Migration),
         ]
     }
 }
