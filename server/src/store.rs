@@ -88,3 +88,51 @@ pub fn record_pool(db: &DatabaseConnection) {
     let idle = idle as u64;
     metrics::db_pool(u64::from(size).saturating_sub(idle), idle, u64::from(max));
 }
+
+/// The placeholders and values of a statement written by hand for PostgreSQL: for the few
+/// hot paths that put what would be several statements of a transaction into one statement
+/// of common table expressions (one round trip, one commit).
+#[derive(Debug, Default)]
+pub struct Params(Vec<sea_orm::Value>);
+
+impl Params {
+    /// Adds a value; returns its placeholder (`$n`).
+    pub fn bind(&mut self, value: impl Into<sea_orm::Value>) -> String {
+        self.0.push(value.into());
+        format!("${}", self.0.len())
+    }
+
+    pub fn statement(self, sql: String) -> sea_orm::Statement {
+        sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, self.0)
+    }
+}
+
+/// `INSERT INTO {table} ({every column}) {SELECT values FROM from}` for each of `models`
+/// (joined by `UNION ALL`): the rows are written once per row of `from`, so with a `from`
+/// that is empty when an earlier part of the statement did nothing, nothing is written.
+pub fn insert_select<A>(params: &mut Params, models: Vec<A>, from: &str) -> String
+where
+    A: sea_orm::ActiveModelTrait,
+{
+    use sea_orm::{ActiveValue, EntityName, IdenStatic, Iterable};
+    let table = <A::Entity as Default>::default().table_name().to_owned();
+    let mut columns = Vec::new();
+    let mut selects = Vec::new();
+    for (i, model) in models.into_iter().enumerate() {
+        let mut values = Vec::new();
+        for column in <A::Entity as sea_orm::EntityTrait>::Column::iter() {
+            if let ActiveValue::Set(value) | ActiveValue::Unchanged(value) = model.get(column) {
+                if i == 0 {
+                    columns.push(format!("\"{}\"", column.as_str()));
+                }
+                values.push(params.bind(value));
+            }
+        }
+        selects.push(format!("SELECT {} FROM {from}", values.join(", ")));
+    }
+    format!(
+        "INSERT INTO \"{table}\" ({}) {}",
+        columns.join(", "),
+        selects.join(" UNION ALL ")
+    )
+}

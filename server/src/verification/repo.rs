@@ -2,14 +2,15 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
 use super::domain::Status;
 use super::entities::{verification_events, verification_messages, verifications};
 use crate::error::StoreError;
+use crate::store::Params;
 
 pub type Row = verifications::Model;
 pub type Message = verification_messages::Model;
@@ -100,26 +101,7 @@ pub async fn advance(
     let id = row.id;
     let mut model = row.into_active_model();
     // Every column as decided; the id stays.
-    for column in [
-        verifications::Column::Status,
-        verifications::Column::ChargeState,
-        verifications::Column::Provider,
-        verifications::Column::ProviderRef,
-        verifications::Column::PhoneNumber,
-        verifications::Column::Code,
-        verifications::Column::FailureReason,
-        verifications::Column::RefundReason,
-        verifications::Column::RefundTransactionId,
-        verifications::Column::RefundedAt,
-        verifications::Column::RefundNote,
-        verifications::Column::LastSequence,
-        verifications::Column::UpdatedAt,
-        verifications::Column::ExpiresAt,
-        verifications::Column::EndedAt,
-        verifications::Column::NextPollAt,
-        verifications::Column::Cleanup,
-        verifications::Column::CleanupAt,
-    ] {
+    for column in ADVANCED {
         use sea_orm::ActiveModelTrait;
         let value = model.get(column);
         if let sea_orm::ActiveValue::Unchanged(v) = value {
@@ -133,6 +115,173 @@ pub async fn advance(
         .exec(conn)
         .await?;
     Ok(updated.rows_affected == 1)
+}
+
+/// The columns a change may write (never the id, the owner, the request, the price).
+const ADVANCED: [verifications::Column; 18] = [
+    verifications::Column::Status,
+    verifications::Column::ChargeState,
+    verifications::Column::Provider,
+    verifications::Column::ProviderRef,
+    verifications::Column::PhoneNumber,
+    verifications::Column::Code,
+    verifications::Column::FailureReason,
+    verifications::Column::RefundReason,
+    verifications::Column::RefundTransactionId,
+    verifications::Column::RefundedAt,
+    verifications::Column::RefundNote,
+    verifications::Column::LastSequence,
+    verifications::Column::UpdatedAt,
+    verifications::Column::ExpiresAt,
+    verifications::Column::EndedAt,
+    verifications::Column::NextPollAt,
+    verifications::Column::Cleanup,
+    verifications::Column::CleanupAt,
+];
+
+/// What [`purchase`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purchase {
+    /// The verification, its hold and its first event are written.
+    Placed,
+    /// The wallet could not afford the hold: nothing was written.
+    Unaffordable,
+    /// The account already used this request id: nothing was written.
+    Duplicate,
+}
+
+/// PostgreSQL: writes a new verification with its hold (`hold_ctes`, from the ledger) and
+/// its events in one statement, so in one round trip and one commit; the verification and
+/// events are written only if the hold was placed, and a second use of the request id fails
+/// the whole statement on the unique index, so nothing of it is written.
+pub async fn purchase(
+    conn: &impl ConnectionTrait,
+    mut params: Params,
+    hold_ctes: String,
+    row: Row,
+    events: Vec<Event>,
+) -> Result<Purchase, StoreError> {
+    let verification =
+        crate::store::insert_select(&mut params, vec![row.into_active_model()], "hold_entry");
+    let events = crate::store::insert_select(
+        &mut params,
+        events.into_iter().map(|e| e.into_active_model()).collect(),
+        "hold_entry",
+    );
+    let sql = format!(
+        "WITH {hold_ctes}, new_verification AS ({verification}), new_events AS ({events}) \
+         SELECT count(*) AS placed FROM hold_entry"
+    );
+    match conn.query_one_raw(params.statement(sql)).await {
+        Ok(Some(result)) => {
+            let placed: i64 = result.try_get("", "placed")?;
+            Ok(if placed == 1 {
+                Purchase::Placed
+            } else {
+                Purchase::Unaffordable
+            })
+        }
+        Ok(None) => Err(StoreError::Corrupt("a count returned no row".to_owned())),
+        Err(error) => match error.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(message))
+                if message.contains("ux_verifications_user_request") =>
+            {
+                Ok(Purchase::Duplicate)
+            }
+            _ => Err(error.into()),
+        },
+    }
+}
+
+/// [`advance`] and the events of the change as common table expressions (PostgreSQL):
+/// `advanced` has the row if the conditional update won, and the events are written only
+/// then.
+fn advance_ctes(
+    params: &mut Params,
+    row: Row,
+    read_at_sequence: i64,
+    events: Vec<Event>,
+) -> String {
+    use sea_orm::{ActiveModelTrait, ActiveValue, IdenStatic};
+    let id = params.bind(row.id);
+    let read_at = params.bind(read_at_sequence);
+    let model = row.into_active_model();
+    let mut sets = Vec::new();
+    for column in ADVANCED {
+        if let ActiveValue::Set(value) | ActiveValue::Unchanged(value) = model.get(column) {
+            sets.push(format!("\"{}\" = {}", column.as_str(), params.bind(value)));
+        }
+    }
+    let events = crate::store::insert_select(
+        params,
+        events.into_iter().map(|e| e.into_active_model()).collect(),
+        "advanced",
+    );
+    format!(
+        "advanced AS (UPDATE verifications SET {} \
+           WHERE id = {id} AND last_sequence = {read_at} RETURNING id), \
+         new_events AS ({events})",
+        sets.join(", ")
+    )
+}
+
+/// [`advance`] and the events of the change in one statement (PostgreSQL), for a change
+/// that moves no money. Returns whether the update won.
+pub async fn advance_with_events(
+    conn: &impl ConnectionTrait,
+    row: Row,
+    read_at_sequence: i64,
+    events: Vec<Event>,
+) -> Result<bool, StoreError> {
+    let mut params = Params::default();
+    let ctes = advance_ctes(&mut params, row, read_at_sequence, events);
+    let sql = format!("WITH {ctes} SELECT count(*) AS advanced FROM advanced");
+    let result = conn
+        .query_one_raw(params.statement(sql))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a count returned no row".to_owned()))?;
+    Ok(result.try_get::<i64>("", "advanced")? == 1)
+}
+
+/// What [`advance_and_release`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// The change and the release are written (not yet committed).
+    Now,
+    /// Another change won the row: nothing was written.
+    Lost,
+    /// The row changed but nothing was released (settled before?): roll back.
+    NotReleased,
+}
+
+/// [`advance`], the events, and the release of the verification's hold (the ledger's
+/// `release_ctes`, given `release(params, "advanced")`) in one statement (PostgreSQL),
+/// inside the caller's transaction: on [`Released::NotReleased`] the caller rolls back.
+pub async fn advance_and_release(
+    txn: &DatabaseTransaction,
+    row: Row,
+    read_at_sequence: i64,
+    events: Vec<Event>,
+    release: impl FnOnce(&mut Params, &str) -> Result<String, StoreError>,
+) -> Result<Released, StoreError> {
+    let mut params = Params::default();
+    let ctes = advance_ctes(&mut params, row, read_at_sequence, events);
+    let settle = release(&mut params, "advanced")?;
+    let sql = format!(
+        "WITH {ctes}, {settle} SELECT (SELECT count(*) FROM advanced) AS advanced, \
+           (SELECT count(*) FROM settle_holds) AS released"
+    );
+    let result = txn
+        .query_one_raw(params.statement(sql))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a count returned no row".to_owned()))?;
+    let advanced: i64 = result.try_get("", "advanced")?;
+    let released: i64 = result.try_get("", "released")?;
+    Ok(match (advanced, released) {
+        (0, _) => Released::Lost,
+        (_, 1) => Released::Now,
+        _ => Released::NotReleased,
+    })
 }
 
 /// Stores a message unless the same one is already stored; returns whether it was new.

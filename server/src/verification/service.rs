@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use namaskah_proto::v1 as pb;
 use prost::Message as _;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -32,8 +32,9 @@ use crate::identity::service::Identity;
 use crate::payments::service::check_request_id;
 use crate::providers::router::Router;
 use crate::providers::{NumberRequest, ProviderSms, Rental};
+use crate::store::Params;
 use crate::telemetry::metrics;
-use crate::wallet::domain::{CURRENCY, EntryKind};
+use crate::wallet::domain::{CURRENCY, EntryKind, LedgerError};
 use crate::wallet::ledger;
 
 /// Attempts of one change against concurrent writers before giving up (each retry means
@@ -269,6 +270,87 @@ fn event_type(kind: EventKind) -> pb::VerificationEventType {
     }
 }
 
+/// What [`Verifications::write_one`] did.
+enum OneStatement {
+    Done(Applied),
+    /// Another change won the row: nothing was written.
+    Lost,
+    /// Not a change for one statement (or its hold was settled already): nothing was
+    /// written; take the transaction.
+    Slow,
+}
+
+/// Decides a change against a stored row.
+fn decide(row: &Row, input: &Input, now: DateTime<Utc>) -> Result<Decision, ApiError> {
+    let status = Status::parse(&row.status)
+        .ok_or_else(|| StoreError::Corrupt(format!("verification status {}", row.status)))?;
+    let charge = Charge::parse(&row.charge_state).ok_or_else(|| {
+        StoreError::Corrupt(format!("verification charge state {}", row.charge_state))
+    })?;
+    let facts = Facts {
+        status,
+        charge,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+    };
+    let change = match input {
+        Input::Assign { .. } => Change::Assign,
+        Input::Fail { reason, .. } => Change::Fail(*reason),
+        Input::Cancel => Change::Cancel,
+        Input::Expire => Change::Expire,
+        Input::Sms(sms) => Change::Sms {
+            received_at: sms.received_at,
+        },
+        Input::ManualRefund { .. } => Change::ManualRefund,
+    };
+    Ok(domain::decide(facts, &change, now))
+}
+
+/// The events of a transition from `before` to `row`, each with the verification as it
+/// stood right after it: the final row for the last event; before it, the row as it was
+/// with the new message (SMS, then COMPLETED) or without it (EXPIRED, then the late SMS).
+/// `messages` are the verification's messages now, the new one among them.
+fn events_of(
+    before: &Row,
+    row: &Row,
+    t: &Transition,
+    new_message: Option<&Message>,
+    messages: &[Message],
+    now: DateTime<Utc>,
+) -> (Vec<repo::Event>, Vec<FeedEvent>) {
+    let without_new: Vec<Message> = messages
+        .iter()
+        .filter(|m| Some(m.id) != new_message.map(|n| n.id))
+        .cloned()
+        .collect();
+    let mut stored = Vec::new();
+    let mut published = Vec::new();
+    let mut sequence = before.last_sequence;
+    for (i, kind) in t.events.iter().enumerate() {
+        sequence += 1;
+        let last = i + 1 == t.events.len();
+        let (at_row, at_messages) = if last {
+            (row.clone(), messages)
+        } else if *kind == EventKind::SmsReceived {
+            let mut mid = before.clone();
+            mid.code = row.code.clone();
+            mid.updated_at = now;
+            (mid, messages)
+        } else {
+            let mut mid = row.clone();
+            mid.code = before.code.clone();
+            (mid, without_new.as_slice())
+        };
+        let message = (*kind == EventKind::SmsReceived)
+            .then_some(new_message)
+            .flatten();
+        let (s, p) = event(&at_row, at_messages, sequence, *kind, message, now);
+        stored.push(s);
+        published.push(p);
+    }
+    (stored, published)
+}
+
 /// One event ready to store and publish.
 fn event(
     row: &Row,
@@ -420,31 +502,45 @@ impl Verifications {
         let user = principal.user_id;
         let fingerprint = domain::fingerprint(&service, &country, max_price);
 
-        if let Some(existing) = repo::by_request(&self.db, user, request.request_id).await? {
-            return self.replay(existing, &fingerprint).await;
-        }
+        // No look-up of the request id first: a repeated one is found by the insert (the
+        // unique index), and before any refusal below, so that a replay is answered with the
+        // verification it made even when, say, the price has since risen above `max_price`.
+        let refused = |error: ApiError| async {
+            match repo::by_request(&self.db, user, request.request_id).await {
+                Ok(Some(existing)) => self.replay(existing, &fingerprint).await,
+                _ => Err(error),
+            }
+        };
         let profile = self.identity.me(principal).await?;
         if !profile.email_verified {
-            return Err(ApiError::failed_precondition(
+            return refused(ApiError::failed_precondition(
                 "EMAIL_NOT_VERIFIED",
                 "verify your email address before buying a number",
-            ));
+            ))
+            .await;
         }
-        let quote = self
+        let quote = match self
             .catalog
             .quote(Some(principal), principal.tenant, &service, &country)
-            .await?;
+            .await
+        {
+            Ok(quote) => quote,
+            Err(error) => return refused(error).await,
+        };
         if let Some(max) = max_price
             && quote.price > max
         {
-            return Err(ApiError::failed_precondition(
-                "MAX_PRICE_EXCEEDED",
-                format!(
-                    "the price is {} minor units of {CURRENCY}, above max_price {max}",
-                    quote.price
-                ),
+            return refused(
+                ApiError::failed_precondition(
+                    "MAX_PRICE_EXCEEDED",
+                    format!(
+                        "the price is {} minor units of {CURRENCY}, above max_price {max}",
+                        quote.price
+                    ),
+                )
+                .with_metadata("price_minor_units", quote.price.to_string()),
             )
-            .with_metadata("price_minor_units", quote.price.to_string()));
+            .await;
         }
 
         // Microseconds: what every database stores, so answers equal later reads.
@@ -484,22 +580,20 @@ impl Verifications {
             tenant_margin: quote.margin,
         };
         let (stored, published) = event(&row, &[], 1, EventKind::Created, None, now);
-        let txn = self.db.begin().await.map_err(StoreError::from)?;
-        if !repo::insert(&txn, row.clone()).await? {
-            // A concurrent call with the same request_id got there first.
-            txn.rollback().await.map_err(StoreError::from)?;
-            let existing = repo::by_request(&self.db, user, request.request_id)
-                .await?
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("request row vanished")))?;
-            return self.replay(existing, &fingerprint).await;
-        }
         let memo = format!("{service} number in {country}");
-        if let Err(error) = ledger::hold(&txn, user, quote.price, &id.to_string(), &memo).await {
-            txn.rollback().await.map_err(StoreError::from)?;
-            return Err(error.into());
+        match self.place(row.clone(), stored, &memo, now).await? {
+            repo::Purchase::Placed => {}
+            repo::Purchase::Unaffordable => {
+                return refused(LedgerError::InsufficientFunds.into()).await;
+            }
+            // A concurrent call with the same request_id got there first.
+            repo::Purchase::Duplicate => {
+                let existing = repo::by_request(&self.db, user, request.request_id)
+                    .await?
+                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("request row vanished")))?;
+                return self.replay(existing, &fingerprint).await;
+            }
         }
-        repo::insert_events(&txn, vec![stored]).await?;
-        txn.commit().await.map_err(StoreError::from)?;
         metrics::verification(&service, Status::Pending.as_str());
         metrics::ledger_entry(EntryKind::VerificationHold.as_str(), quote.price);
         self.tracker.step(user, FunnelStep::FirstVerification, now);
@@ -528,6 +622,44 @@ impl Verifications {
                 self.view(row).await
             }
         }
+    }
+
+    /// Writes a new verification, its hold and its first event, all or nothing: one
+    /// statement on PostgreSQL, a transaction of several on SQLite.
+    async fn place(
+        &self,
+        row: Row,
+        event: repo::Event,
+        memo: &str,
+        now: DateTime<Utc>,
+    ) -> Result<repo::Purchase, ApiError> {
+        let reference = row.id.to_string();
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            let mut params = Params::default();
+            let hold =
+                ledger::hold_ctes(&mut params, row.user_id, row.price, &reference, memo, now)?;
+            return Ok(repo::purchase(&self.db, params, hold, row, vec![event]).await?);
+        }
+        let (user, price) = (row.user_id, row.price);
+        let txn = self.db.begin().await.map_err(StoreError::from)?;
+        if !repo::insert(&txn, row).await? {
+            txn.rollback().await.map_err(StoreError::from)?;
+            return Ok(repo::Purchase::Duplicate);
+        }
+        match ledger::hold(&txn, user, price, &reference, memo).await {
+            Ok(_) => {}
+            Err(LedgerError::InsufficientFunds) => {
+                txn.rollback().await.map_err(StoreError::from)?;
+                return Ok(repo::Purchase::Unaffordable);
+            }
+            Err(error) => {
+                txn.rollback().await.map_err(StoreError::from)?;
+                return Err(error.into());
+            }
+        }
+        repo::insert_events(&txn, vec![event]).await?;
+        txn.commit().await.map_err(StoreError::from)?;
+        Ok(repo::Purchase::Placed)
     }
 
     /// Asks the providers for a number and records the answer.
@@ -566,41 +698,56 @@ impl Verifications {
         input: Input,
         mut known: Option<Row>,
     ) -> Result<Applied, ApiError> {
+        let mut slow = false;
         for _ in 0..MAX_ATTEMPTS {
             let now = Utc::now().trunc_subsecs(6);
+            // On PostgreSQL, the usual changes are written in one statement each: a number
+            // assigned (no money moves) without a transaction, and a release (cancelled,
+            // expired, failed) with its hold's release in one transaction of one statement.
+            // Anything else, and a release that finds its hold settled already, takes the
+            // transaction below.
+            if !slow
+                && self.db.get_database_backend() == DbBackend::Postgres
+                && matches!(
+                    input,
+                    Input::Assign { .. } | Input::Cancel | Input::Expire | Input::Fail { .. }
+                )
+            {
+                let row = match known.take() {
+                    Some(row) => row,
+                    None => repo::by_id(&self.db, id).await?.ok_or_else(not_found)?,
+                };
+                match decide(&row, &input, now)? {
+                    Decision::Refuse(refusal) => return Err(refusal.into_error()),
+                    Decision::Nothing => {
+                        return Ok(Applied {
+                            view: self.view(row).await?,
+                            changed: false,
+                        });
+                    }
+                    Decision::Apply(t) => match self.write_one(&row, &input, &t, now).await? {
+                        OneStatement::Done(applied) => return Ok(applied),
+                        // Another change won the row: read it again.
+                        OneStatement::Lost => continue,
+                        OneStatement::Slow => {
+                            slow = true;
+                            known = Some(row);
+                        }
+                    },
+                }
+            }
             let txn = self.db.begin().await.map_err(StoreError::from)?;
             let row = match known.take() {
                 Some(row) => row,
                 None => repo::by_id(&txn, id).await?.ok_or_else(not_found)?,
             };
-            let status = Status::parse(&row.status).ok_or_else(|| {
-                StoreError::Corrupt(format!("verification status {}", row.status))
-            })?;
-            let charge = Charge::parse(&row.charge_state).ok_or_else(|| {
-                StoreError::Corrupt(format!("verification charge state {}", row.charge_state))
-            })?;
-            let facts = Facts {
-                status,
-                charge,
-                created_at: row.created_at,
-                expires_at: row.expires_at,
-            };
-            let change = match &input {
-                Input::Assign { .. } => Change::Assign,
-                Input::Fail { reason, .. } => Change::Fail(*reason),
-                Input::Cancel => Change::Cancel,
-                Input::Expire => Change::Expire,
-                Input::Sms(sms) => Change::Sms {
-                    received_at: sms.received_at,
-                },
-                Input::ManualRefund { .. } => Change::ManualRefund,
-            };
-            let transition = match domain::decide(facts, &change, now) {
-                Decision::Refuse(refusal) => {
+            let transition = match decide(&row, &input, now) {
+                Ok(Decision::Apply(t)) => t,
+                Ok(Decision::Refuse(refusal)) => {
                     txn.rollback().await.map_err(StoreError::from)?;
                     return Err(refusal.into_error());
                 }
-                Decision::Nothing => {
+                Ok(Decision::Nothing) => {
                     txn.rollback().await.map_err(StoreError::from)?;
                     let view = self.view(row).await?;
                     return Ok(Applied {
@@ -608,34 +755,15 @@ impl Verifications {
                         changed: false,
                     });
                 }
-                Decision::Apply(t) => t,
+                Err(error) => {
+                    txn.rollback().await.map_err(StoreError::from)?;
+                    return Err(error);
+                }
             };
-            let (to, money) = (transition.to, transition.money);
-            match self.write(&txn, row, &input, transition, now).await? {
+            match self.write(&txn, row, &input, &transition, now).await? {
                 Some((view, events)) => {
                     txn.commit().await.map_err(StoreError::from)?;
-                    if let Some(to) = to {
-                        metrics::verification(&view.row.service, to.as_str());
-                    }
-                    if money == Some(Money::Capture) {
-                        self.tracker.step(
-                            view.row.user_id,
-                            FunnelStep::FirstCompletedVerification,
-                            now,
-                        );
-                    }
-                    if let Some(money) = money {
-                        let kind = match money {
-                            Money::Capture => EntryKind::VerificationCapture,
-                            Money::Release(_) | Money::Refund => EntryKind::VerificationRefund,
-                        };
-                        metrics::ledger_entry(kind.as_str(), view.row.price);
-                    }
-                    self.feed.publish(events).await;
-                    return Ok(Applied {
-                        view,
-                        changed: true,
-                    });
+                    return Ok(self.written(view, &transition, events, now).await);
                 }
                 None => {
                     // Nothing to write after all (a message already stored), or another
@@ -660,6 +788,114 @@ impl Verifications {
         })
     }
 
+    /// After a change is committed: its metrics and funnel step, then its events to the
+    /// watchers.
+    async fn written(
+        &self,
+        view: View,
+        t: &Transition,
+        events: Vec<FeedEvent>,
+        now: DateTime<Utc>,
+    ) -> Applied {
+        if let Some(to) = t.to {
+            metrics::verification(&view.row.service, to.as_str());
+        }
+        if let Some(money) = t.money {
+            if money == Money::Capture {
+                self.tracker.step(
+                    view.row.user_id,
+                    FunnelStep::FirstCompletedVerification,
+                    now,
+                );
+            }
+            let kind = match money {
+                Money::Capture => EntryKind::VerificationCapture,
+                Money::Release(_) | Money::Refund => EntryKind::VerificationRefund,
+            };
+            metrics::ledger_entry(kind.as_str(), view.row.price);
+        }
+        self.feed.publish(events).await;
+        Applied {
+            view,
+            changed: true,
+        }
+    }
+
+    /// Writes a decided change in one statement (PostgreSQL): see [`Self::apply_to`].
+    async fn write_one(
+        &self,
+        before: &Row,
+        input: &Input,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<OneStatement, ApiError> {
+        let read_at = before.last_sequence;
+        let (mut row, _) = self.decided_row(before, input, t, now);
+        if t.events.is_empty() {
+            return Ok(OneStatement::Slow);
+        }
+        // The events carry the messages. A number is assigned before any can arrive;
+        // otherwise they are read here, and one arriving after this read moves the row's
+        // sequence, so that the conditional update below loses and the change is decided
+        // again.
+        let messages = match input {
+            Input::Assign { .. } => Vec::new(),
+            _ => repo::messages(&self.db, row.id).await?,
+        };
+        match t.money {
+            None => {
+                let (stored, published) = events_of(before, &row, t, None, &messages, now);
+                if !repo::advance_with_events(&self.db, row.clone(), read_at, stored).await? {
+                    return Ok(OneStatement::Lost);
+                }
+                let view = View { row, messages };
+                Ok(OneStatement::Done(
+                    self.written(view, t, published, now).await,
+                ))
+            }
+            Some(Money::Release(reason)) => {
+                // The wallet's line of the release is the refund customers see.
+                let line = Uuid::now_v7();
+                row.refund_transaction_id = Some(line);
+                let (stored, published) = events_of(before, &row, t, None, &messages, now);
+                let memo = format!("{} refund ({})", row.service, reason.as_str());
+                let (user, price, reference) = (row.user_id, row.price, row.id.to_string());
+                let txn = self.db.begin().await.map_err(StoreError::from)?;
+                let released = repo::advance_and_release(
+                    &txn,
+                    row.clone(),
+                    read_at,
+                    stored,
+                    |params, gate| {
+                        ledger::release_ctes(
+                            params, gate, user, price, &reference, &memo, line, now,
+                        )
+                        .map_err(|error| match error {
+                            LedgerError::Store(error) => error,
+                            other => {
+                                StoreError::Corrupt(format!("verification {reference}: {other}"))
+                            }
+                        })
+                    },
+                )
+                .await?;
+                if released != repo::Released::Now {
+                    txn.rollback().await.map_err(StoreError::from)?;
+                    return Ok(match released {
+                        repo::Released::Lost => OneStatement::Lost,
+                        _ => OneStatement::Slow,
+                    });
+                }
+                txn.commit().await.map_err(StoreError::from)?;
+                let view = View { row, messages };
+                Ok(OneStatement::Done(
+                    self.written(view, t, published, now).await,
+                ))
+            }
+            Some(_) => Ok(OneStatement::Slow),
+        }
+    }
+
     async fn already_stored(&self, id: Uuid, dedup_key: &str) -> Result<bool, ApiError> {
         Ok(repo::messages(&self.db, id)
             .await?
@@ -667,25 +903,25 @@ impl Verifications {
             .any(|m| m.dedup_key == dedup_key))
     }
 
-    /// Writes a decided transition inside `txn`. `None` when the row changed since it was
-    /// read (the caller retries) or the message was already stored.
-    async fn write(
+    /// The row as a decided transition leaves it (before any refund line is known), and the
+    /// new message, if the change brings one.
+    fn decided_row(
         &self,
-        txn: &sea_orm::DatabaseTransaction,
-        before: Row,
+        before: &Row,
         input: &Input,
-        t: Transition,
+        t: &Transition,
         now: DateTime<Utc>,
-    ) -> Result<Option<(View, Vec<FeedEvent>)>, ApiError> {
-        let read_at = before.last_sequence;
+    ) -> (Row, Option<Message>) {
         let mut row = before.clone();
         row.updated_at = now;
-        row.last_sequence = read_at + t.events.len() as i64;
+        row.last_sequence = before.last_sequence + t.events.len() as i64;
 
-        // The new message, if any: stored first, so a duplicate stops here.
         let mut new_message = None;
         if let Input::Sms(sms) = input {
-            let message = Message {
+            if let Some(code) = &sms.code {
+                row.code = Some(code.clone());
+            }
+            new_message = Some(Message {
                 id: Uuid::now_v7(),
                 verification_id: row.id,
                 dedup_key: sms.dedup_key.clone(),
@@ -695,14 +931,7 @@ impl Verifications {
                 received_at: sms.received_at.trunc_subsecs(6),
                 after_refund: t.after_refund,
                 created_at: now,
-            };
-            if !repo::insert_message(txn, message.clone()).await? {
-                return Ok(None);
-            }
-            if let Some(code) = &sms.code {
-                row.code = Some(code.clone());
-            }
-            new_message = Some(message);
+            });
         }
 
         if let Input::Assign { provider, rental } = input {
@@ -757,25 +986,49 @@ impl Verifications {
             row.cleanup = Some(cleanup.as_str().to_owned());
             row.cleanup_at = Some(now);
         }
+        match t.money {
+            Some(Money::Release(reason)) => {
+                row.charge_state = Charge::Refunded.as_str().to_owned();
+                row.refund_reason = Some(reason.as_str().to_owned());
+                row.refunded_at = Some(now);
+            }
+            Some(Money::Capture) => {
+                row.charge_state = Charge::Captured.as_str().to_owned();
+            }
+            Some(Money::Refund) => {
+                row.charge_state = Charge::Refunded.as_str().to_owned();
+                row.refund_reason = Some(domain::RefundReason::Manual.as_str().to_owned());
+                row.refunded_at = Some(now);
+                if let Input::ManualRefund { note, .. } = input {
+                    row.refund_note = Some(note.clone());
+                }
+            }
+            None => {}
+        }
+        (row, new_message)
+    }
+
+    /// Writes a decided transition inside `txn`. `None` when the row changed since it was
+    /// read (the caller retries) or the message was already stored.
+    async fn write(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        before: Row,
+        input: &Input,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(View, Vec<FeedEvent>)>, ApiError> {
+        let read_at = before.last_sequence;
+        let (mut row, new_message) = self.decided_row(&before, input, t, now);
+
+        // The new message, if any: stored first, so a duplicate stops here.
+        if let Some(message) = &new_message
+            && !repo::insert_message(txn, message.clone()).await?
+        {
+            return Ok(None);
+        }
 
         // The conditional update: only one change per sequence number wins.
-        let money = t.money;
-        if let Some(Money::Release(reason)) = money {
-            row.charge_state = Charge::Refunded.as_str().to_owned();
-            row.refund_reason = Some(reason.as_str().to_owned());
-            row.refunded_at = Some(now);
-        }
-        if money == Some(Money::Capture) {
-            row.charge_state = Charge::Captured.as_str().to_owned();
-        }
-        if money == Some(Money::Refund) {
-            row.charge_state = Charge::Refunded.as_str().to_owned();
-            row.refund_reason = Some(domain::RefundReason::Manual.as_str().to_owned());
-            row.refunded_at = Some(now);
-            if let Input::ManualRefund { note, .. } = input {
-                row.refund_note = Some(note.clone());
-            }
-        }
         if !repo::advance(txn, row.clone(), read_at).await? {
             return Ok(None);
         }
@@ -784,7 +1037,7 @@ impl Verifications {
             tenant,
             margin: row.tenant_margin,
         });
-        match money {
+        match t.money {
             Some(Money::Capture) => {
                 let memo = format!("{} code received", row.service);
                 ensure_settled(ledger::capture(txn, &reference, &memo, share).await?)?;
@@ -824,39 +1077,7 @@ impl Verifications {
         } else {
             Vec::new()
         };
-        let without_new: Vec<Message> = messages
-            .iter()
-            .filter(|m| Some(m.id) != new_message.as_ref().map(|n| n.id))
-            .cloned()
-            .collect();
-        let mut stored = Vec::new();
-        let mut published = Vec::new();
-        let mut sequence = read_at;
-        for (i, kind) in t.events.iter().enumerate() {
-            sequence += 1;
-            let last = i + 1 == t.events.len();
-            // The state at this event: the final row for the last event; before it, the
-            // row as it was with the message (SMS then COMPLETED) or without it.
-            let (at_row, at_messages) = if last {
-                (row.clone(), messages.as_slice())
-            } else if *kind == EventKind::SmsReceived {
-                let mut mid = before.clone();
-                mid.code = row.code.clone();
-                mid.updated_at = now;
-                (mid, messages.as_slice())
-            } else {
-                // A change before the message (EXPIRED, then the late SMS): without it.
-                let mut mid = row.clone();
-                mid.code = before.code.clone();
-                (mid, without_new.as_slice())
-            };
-            let message = (*kind == EventKind::SmsReceived)
-                .then_some(new_message.as_ref())
-                .flatten();
-            let (s, p) = event(&at_row, at_messages, sequence, *kind, message, now);
-            stored.push(s);
-            published.push(p);
-        }
+        let (stored, published) = events_of(&before, &row, t, new_message.as_ref(), &messages, now);
         repo::insert_events(txn, stored).await?;
         if messages.is_empty()
             && let Some(m) = new_message
@@ -882,10 +1103,10 @@ impl Verifications {
     /// `CancelVerification`.
     pub async fn cancel(&self, principal: &Principal, name: &str) -> Result<View, ApiError> {
         let id = domain::parse_name("name", name)?;
-        repo::owned(&self.db, principal.user_id, id)
+        let row = repo::owned(&self.db, principal.user_id, id)
             .await?
             .ok_or_else(not_found)?;
-        Ok(self.apply(id, Input::Cancel).await?.view)
+        Ok(self.apply_to(id, Input::Cancel, Some(row)).await?.view)
     }
 
     /// `ListVerifications`: newest first.

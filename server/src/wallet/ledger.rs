@@ -191,8 +191,8 @@ pub async fn post_dated(
         return Ok(Posted::Already(existing.id));
     }
 
-    // Resolve the accounts in one read, then touch them in id order: concurrent entries
-    // lock rows in the same order and cannot deadlock.
+    // Resolve the accounts in one read, then touch them in one order (see [`lock_order`]):
+    // concurrent entries lock rows in the same order and cannot deadlock.
     let accounts: Vec<AccountRef> = postings.iter().map(|p| p.account).collect();
     let ids = account_ids(txn, &accounts).await?;
     let mut lines = Vec::with_capacity(postings.len());
@@ -202,7 +202,7 @@ pub async fn post_dated(
         })?;
         lines.push((id, *posting));
     }
-    lines.sort_by_key(|(id, _)| *id);
+    lines.sort_by_key(|(id, posting)| lock_order(posting.account.kind, *id));
     let mut rows = Vec::with_capacity(lines.len());
     for (account, posting) in lines {
         let balance_after = if posting.account.kind.is_customer() {
@@ -248,6 +248,19 @@ pub async fn post_dated(
     Ok(Posted::Now(entry_id))
 }
 
+/// The order every transaction touches accounts in: wallets first, then holds accounts,
+/// then the rest, each by id. One order for all means no two movements can deadlock; the
+/// one-statement hold of [`hold_ctes`] touches the wallet, then the holds account, and
+/// relies on it.
+fn lock_order(kind: AccountKind, id: Uuid) -> (u8, Uuid) {
+    let rank = match kind {
+        AccountKind::Wallet => 0,
+        AccountKind::Holds => 1,
+        _ => 2,
+    };
+    (rank, id)
+}
+
 async fn entry_by_key(
     conn: &impl ConnectionTrait,
     business_key: &str,
@@ -278,6 +291,122 @@ pub async fn hold(
         &domain::transfer(AccountRef::wallet(user), AccountRef::holds(user), amount),
     )
     .await
+}
+
+/// [`hold`] as common table expressions of one PostgreSQL statement, for a caller that
+/// writes its business row in the same statement (one round trip and one commit instead of
+/// a transaction of several). It writes the same rows as [`hold`]: the wallet debited only
+/// if it can afford `amount` (the conditional update), the holds account credited (created
+/// on the first hold), the entry under `hold:{reference}` and its two lines with the
+/// balances after. They end in `hold_entry`, which has one row if the hold was placed and
+/// none if the wallet could not afford it; then nothing of it is written, and the caller's
+/// own inserts, selecting `FROM hold_entry`, write nothing either.
+pub fn hold_ctes(
+    params: &mut crate::store::Params,
+    user: Uuid,
+    amount: i64,
+    reference: &str,
+    memo: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<String, LedgerError> {
+    domain::check_amount(amount)?;
+    let wallet = AccountRef::wallet(user);
+    let holds = AccountRef::holds(user);
+    let (amount, now, user_id) = (params.bind(amount), params.bind(now), params.bind(user));
+    let wallet_code = params.bind(wallet.code());
+    let holds_id = params.bind(Uuid::now_v7());
+    let holds_code = params.bind(holds.code());
+    let holds_kind = params.bind(holds.kind.as_str());
+    let currency = params.bind(CURRENCY);
+    let entry = params.bind(Uuid::now_v7());
+    let key = params.bind(format!("hold:{reference}"));
+    let kind = params.bind(EntryKind::VerificationHold.as_str());
+    let reference = params.bind(reference);
+    let memo = params.bind(memo.chars().take(500).collect::<String>());
+    // Line ids in the order `post` mints them: the wallet's, then the holds account's.
+    let (wallet_line, holds_line) = (params.bind(Uuid::now_v7()), params.bind(Uuid::now_v7()));
+    Ok(format!(
+        "hold_wallet AS (\
+           UPDATE ledger_accounts SET balance = balance - {amount}, updated_at = {now} \
+           WHERE code = {wallet_code} AND balance >= {amount} RETURNING id, balance), \
+         hold_account AS (\
+           INSERT INTO ledger_accounts \
+             (id, code, kind, owner_id, currency, balance, created_at, updated_at) \
+           SELECT {holds_id}, {holds_code}, {holds_kind}, {user_id}, {currency}, {amount}, \
+             {now}, {now} FROM hold_wallet \
+           ON CONFLICT (code) DO UPDATE SET \
+             balance = ledger_accounts.balance + EXCLUDED.balance, \
+             updated_at = EXCLUDED.updated_at \
+           RETURNING id, balance), \
+         hold_entry AS (\
+           INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, \
+             created_at) \
+           SELECT {entry}, {key}, {kind}, {user_id}, {reference}, {memo}, {now} \
+           FROM hold_account RETURNING id), \
+         hold_lines AS (\
+           INSERT INTO journal_lines (id, entry_id, account_id, amount, balance_after, \
+             created_at) \
+           SELECT {wallet_line}, e.id, w.id, -{amount}, w.balance, {now} \
+             FROM hold_entry e, hold_wallet w \
+           UNION ALL \
+           SELECT {holds_line}, e.id, a.id, {amount}, a.balance, {now} \
+             FROM hold_entry e, hold_account a)"
+    ))
+}
+
+/// [`release`] as common table expressions of one PostgreSQL statement, written only if
+/// the CTE `gate` yields a row (the business row's conditional update): the entry under
+/// `settle:{reference}` (unless the hold was settled already), the holds account debited
+/// by `amount` (the amount held, which the caller knows: the verification's price) and the
+/// wallet credited, touched in the order [`post`] uses, and their lines, the wallet's with
+/// the id `wallet_line` (the `transactions/{id}` the customer sees). They end in
+/// `settle_holds`, which has one row if the hold was released now; none means nothing was
+/// moved (settled before, or the holds account cannot give `amount` back), and the caller
+/// rolls its transaction back and settles the slow way, which says which it was.
+pub fn release_ctes(
+    params: &mut crate::store::Params,
+    gate: &str,
+    user: Uuid,
+    amount: i64,
+    reference: &str,
+    memo: &str,
+    wallet_line: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> Result<String, LedgerError> {
+    domain::check_amount(amount)?;
+    let (amount, now, user_id) = (params.bind(amount), params.bind(now), params.bind(user));
+    let wallet_code = params.bind(AccountRef::wallet(user).code());
+    let holds_code = params.bind(AccountRef::holds(user).code());
+    let entry = params.bind(Uuid::now_v7());
+    let key = params.bind(format!("settle:{reference}"));
+    let kind = params.bind(EntryKind::VerificationRefund.as_str());
+    let reference = params.bind(reference);
+    let memo = params.bind(memo.chars().take(500).collect::<String>());
+    let (wallet_line, holds_line) = (params.bind(wallet_line), params.bind(Uuid::now_v7()));
+    Ok(format!(
+        "settle_entry AS (\
+           INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, \
+             created_at) \
+           SELECT {entry}, {key}, {kind}, {user_id}, {reference}, {memo}, {now} FROM {gate} \
+           ON CONFLICT (business_key) DO NOTHING RETURNING id), \
+         settle_wallet AS (\
+           UPDATE ledger_accounts SET balance = balance + {amount}, updated_at = {now} \
+           WHERE code = {wallet_code} AND EXISTS (SELECT 1 FROM settle_entry) \
+           RETURNING id, balance), \
+         settle_holds AS (\
+           UPDATE ledger_accounts SET balance = balance - {amount}, updated_at = {now} \
+           WHERE code = {holds_code} AND balance >= {amount} \
+             AND EXISTS (SELECT 1 FROM settle_wallet) \
+           RETURNING id, balance), \
+         settle_lines AS (\
+           INSERT INTO journal_lines (id, entry_id, account_id, amount, balance_after, \
+             created_at) \
+           SELECT {wallet_line}, e.id, w.id, {amount}, w.balance, {now} \
+             FROM settle_entry e, settle_wallet w, settle_holds h \
+           UNION ALL \
+           SELECT {holds_line}, e.id, h.id, -{amount}, h.balance, {now} \
+             FROM settle_entry e, settle_holds h)"
+    ))
 }
 
 /// The user and amount of the hold placed for `reference`.
