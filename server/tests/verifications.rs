@@ -734,6 +734,29 @@ async fn a_thousand_concurrent_buys_on_a_wallet_that_affords_ten() {
     assert_eq!(app.held(&token).await, price * 10);
     assert_eq!(count_rows(&app, "verifications").await, 11);
     assert_books_balance(&app.state.db).await;
+
+    // The wallet's history lists its lines in the order its balance moved, though the
+    // buys queued for the wallet: each line's balance is the next older one's plus its
+    // amount.
+    let lines = app
+        .wallet()
+        .list_transactions(bearer(pb::ListTransactionsRequest::default(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .transactions;
+    assert_eq!(lines.len(), 11, "the top-up and ten holds");
+    let cents = |m: &Option<pb::Money>| m.as_ref().unwrap().minor_units;
+    for pair in lines.windows(2) {
+        let (newer, older) = (&pair[0], &pair[1]);
+        assert_eq!(
+            cents(&older.balance_after) + cents(&newer.amount),
+            cents(&newer.balance_after),
+            "{} listed above {}",
+            newer.name,
+            older.name
+        );
+    }
 }
 
 #[tokio::test]

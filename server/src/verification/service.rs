@@ -272,7 +272,7 @@ fn event_type(kind: EventKind) -> pb::VerificationEventType {
 
 /// What [`Verifications::write_one`] did.
 enum OneStatement {
-    Done(Applied),
+    Done(Box<Applied>),
     /// Another change won the row: nothing was written.
     Lost,
     /// Not a change for one statement (or its hold was settled already): nothing was
@@ -726,7 +726,7 @@ impl Verifications {
                         });
                     }
                     Decision::Apply(t) => match self.write_one(&row, &input, &t, now).await? {
-                        OneStatement::Done(applied) => return Ok(applied),
+                        OneStatement::Done(applied) => return Ok(*applied),
                         // Another change won the row: read it again.
                         OneStatement::Lost => continue,
                         OneStatement::Slow => {
@@ -849,28 +849,36 @@ impl Verifications {
                     return Ok(OneStatement::Lost);
                 }
                 let view = View { row, messages };
-                Ok(OneStatement::Done(
+                Ok(OneStatement::Done(Box::new(
                     self.written(view, t, published, now).await,
-                ))
+                )))
             }
             Some(Money::Release(reason)) => {
-                // The wallet's line of the release is the refund customers see.
+                let txn = self.db.begin().await.map_err(StoreError::from)?;
+                // The wallet's line of the release is the refund customers see. Minted as
+                // late as it can be (the row and its events name it): it lists in the order
+                // the wallet moved unless another movement of the same wallet takes its
+                // lock meanwhile.
                 let line = Uuid::now_v7();
                 row.refund_transaction_id = Some(line);
                 let (stored, published) = events_of(before, &row, t, None, &messages, now);
                 let memo = format!("{} refund ({})", row.service, reason.as_str());
                 let (user, price, reference) = (row.user_id, row.price, row.id.to_string());
-                let txn = self.db.begin().await.map_err(StoreError::from)?;
                 let released = repo::advance_and_release(
                     &txn,
                     row.clone(),
                     read_at,
                     stored,
                     |params, gate| {
-                        ledger::release_ctes(
-                            params, gate, user, price, &reference, &memo, line, now,
-                        )
-                        .map_err(|error| match error {
+                        let release = ledger::Release {
+                            user,
+                            amount: price,
+                            reference: &reference,
+                            memo: &memo,
+                            wallet_line: line,
+                            now,
+                        };
+                        ledger::release_ctes(params, gate, &release).map_err(|error| match error {
                             LedgerError::Store(error) => error,
                             other => {
                                 StoreError::Corrupt(format!("verification {reference}: {other}"))
@@ -888,9 +896,9 @@ impl Verifications {
                 }
                 txn.commit().await.map_err(StoreError::from)?;
                 let view = View { row, messages };
-                Ok(OneStatement::Done(
+                Ok(OneStatement::Done(Box::new(
                     self.written(view, t, published, now).await,
-                ))
+                )))
             }
             Some(_) => Ok(OneStatement::Slow),
         }

@@ -293,6 +293,19 @@ pub async fn hold(
     .await
 }
 
+/// A UUIDv7 minted by PostgreSQL when the expression runs (`clock_timestamp()`, not the
+/// statement's start): the milliseconds, then the fraction of the millisecond in the 12
+/// bits RFC 9562 allows for more clock precision, then random bits. For lines written by a
+/// statement that locks its wallet first: minted under the lock, their ids follow the
+/// order in which the wallet's balance moved, like the ids `post` mints after its update.
+/// It is an uncorrelated subquery, so PostgreSQL evaluates it once where it appears, when
+/// first needed: use it where one row is selected.
+const SQL_UUID_V7: &str = "(SELECT encode(\
+       substring(int8send(floor(ms)::bigint) from 3) \
+       || int2send((28672 + floor((ms - floor(ms)) * 4096))::smallint) \
+       || substring(uuid_send(gen_random_uuid()) from 9), 'hex')::uuid \
+     FROM (SELECT extract(epoch FROM clock_timestamp()) * 1000 AS ms) AS now_ms)";
+
 /// [`hold`] as common table expressions of one PostgreSQL statement, for a caller that
 /// writes its business row in the same statement (one round trip and one commit instead of
 /// a transaction of several). It writes the same rows as [`hold`]: the wallet debited only
@@ -323,8 +336,10 @@ pub fn hold_ctes(
     let kind = params.bind(EntryKind::VerificationHold.as_str());
     let reference = params.bind(reference);
     let memo = params.bind(memo.chars().take(500).collect::<String>());
-    // Line ids in the order `post` mints them: the wallet's, then the holds account's.
-    let (wallet_line, holds_line) = (params.bind(Uuid::now_v7()), params.bind(Uuid::now_v7()));
+    // The lines' ids are minted by PostgreSQL once the wallet is locked, the wallet's
+    // first, as `post` mints them after its update: a wallet's lines list in the order its
+    // balance moved (see [`SQL_UUID_V7`]).
+    let (wallet_line, holds_line) = (SQL_UUID_V7, SQL_UUID_V7);
     Ok(format!(
         "hold_wallet AS (\
            UPDATE ledger_accounts SET balance = balance - {amount}, updated_at = {now} \
@@ -354,40 +369,66 @@ pub fn hold_ctes(
     ))
 }
 
+/// A release for [`release_ctes`].
+#[derive(Clone, Copy, Debug)]
+pub struct Release<'a> {
+    pub user: Uuid,
+    pub amount: i64,
+    pub reference: &'a str,
+    pub memo: &'a str,
+    pub wallet_line: Uuid,
+    pub now: chrono::DateTime<Utc>,
+}
+
 /// [`release`] as common table expressions of one PostgreSQL statement, written only if
-/// the CTE `gate` yields a row (the business row's conditional update): the entry under
-/// `settle:{reference}` (unless the hold was settled already), the holds account debited
-/// by `amount` (the amount held, which the caller knows: the verification's price) and the
-/// wallet credited, touched in the order [`post`] uses, and their lines, the wallet's with
-/// the id `wallet_line` (the `transactions/{id}` the customer sees). They end in
-/// `settle_holds`, which has one row if the hold was released now; none means nothing was
-/// moved (settled before, or the holds account cannot give `amount` back), and the caller
-/// rolls its transaction back and settles the slow way, which says which it was.
+/// the CTE `gate` yields a row (the business row's conditional update) and the hold under
+/// `hold:{reference}` is of `amount` (the caller's expectation: the verification's price):
+/// the entry under `settle:{reference}` (unless the hold was settled already), the wallet
+/// credited and the holds account debited, in the order [`post`] uses, and their lines,
+/// the wallet's with the id `wallet_line` (the `transactions/{id}` the customer sees; mint
+/// it just before the statement). They end in `settle_holds`, which has one row if the
+/// hold was released now.
+///
+/// When it has none, part of the release may still have been written (the wallet's credit,
+/// say, with the holds account unable to give `amount` back): the caller **must** run the
+/// statement in a transaction and roll it back, then settle the slow way ([`release`]),
+/// which says what was wrong.
 pub fn release_ctes(
     params: &mut crate::store::Params,
     gate: &str,
-    user: Uuid,
-    amount: i64,
-    reference: &str,
-    memo: &str,
-    wallet_line: Uuid,
-    now: chrono::DateTime<Utc>,
+    release: &Release<'_>,
 ) -> Result<String, LedgerError> {
+    let Release {
+        user,
+        amount,
+        reference,
+        memo,
+        wallet_line,
+        now,
+    } = *release;
     domain::check_amount(amount)?;
     let (amount, now, user_id) = (params.bind(amount), params.bind(now), params.bind(user));
     let wallet_code = params.bind(AccountRef::wallet(user).code());
     let holds_code = params.bind(AccountRef::holds(user).code());
+    let hold_key = params.bind(format!("hold:{reference}"));
     let entry = params.bind(Uuid::now_v7());
     let key = params.bind(format!("settle:{reference}"));
     let kind = params.bind(EntryKind::VerificationRefund.as_str());
     let reference = params.bind(reference);
     let memo = params.bind(memo.chars().take(500).collect::<String>());
-    let (wallet_line, holds_line) = (params.bind(wallet_line), params.bind(Uuid::now_v7()));
+    let (wallet_line, holds_line) = (params.bind(wallet_line), SQL_UUID_V7);
     Ok(format!(
-        "settle_entry AS (\
+        "settle_held AS (\
+           SELECT l.amount FROM journal_entries e \
+           JOIN journal_lines l ON l.entry_id = e.id \
+           JOIN ledger_accounts a ON a.id = l.account_id \
+           WHERE e.business_key = {hold_key} AND a.code = {holds_code} \
+             AND l.amount = {amount}), \
+         settle_entry AS (\
            INSERT INTO journal_entries (id, business_key, kind, user_id, reference, memo, \
              created_at) \
-           SELECT {entry}, {key}, {kind}, {user_id}, {reference}, {memo}, {now} FROM {gate} \
+           SELECT {entry}, {key}, {kind}, {user_id}, {reference}, {memo}, {now} \
+           FROM {gate}, settle_held \
            ON CONFLICT (business_key) DO NOTHING RETURNING id), \
          settle_wallet AS (\
            UPDATE ledger_accounts SET balance = balance + {amount}, updated_at = {now} \
