@@ -110,10 +110,12 @@ impl Params {
 /// `INSERT INTO {table} ({every column}) {SELECT values FROM from}` for each of `models`
 /// (joined by `UNION ALL`): the rows are written once per row of `from`, so with a `from`
 /// that is empty when an earlier part of the statement did nothing, nothing is written.
+/// `models` must not be empty (there would be no statement to write).
 pub fn insert_select<A>(params: &mut Params, models: Vec<A>, from: &str) -> String
 where
     A: sea_orm::ActiveModelTrait,
 {
+    debug_assert!(!models.is_empty(), "an INSERT of no rows");
     use sea_orm::{ActiveValue, EntityName, IdenStatic, Iterable};
     let table = <A::Entity as Default>::default().table_name().to_owned();
     let mut columns = Vec::new();

@@ -212,15 +212,19 @@ fn advance_ctes(
             sets.push(format!("\"{}\" = {}", column.as_str(), params.bind(value)));
         }
     }
-    let events = crate::store::insert_select(
-        params,
-        events.into_iter().map(|e| e.into_active_model()).collect(),
-        "advanced",
-    );
+    let events = if events.is_empty() {
+        String::new()
+    } else {
+        let insert = crate::store::insert_select(
+            params,
+            events.into_iter().map(|e| e.into_active_model()).collect(),
+            "advanced",
+        );
+        format!(", new_events AS ({insert})")
+    };
     format!(
         "advanced AS (UPDATE verifications SET {} \
-           WHERE id = {id} AND last_sequence = {read_at} RETURNING id), \
-         new_events AS ({events})",
+           WHERE id = {id} AND last_sequence = {read_at} RETURNING id){events}",
         sets.join(", ")
     )
 }
