@@ -305,6 +305,11 @@ impl RedisCache {
     }
 }
 
+/// A time to live as Redis's `PX` milliseconds (at least 1).
+fn px(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
 /// `replace`: compare and set, in one step on the Redis server.
 const REPLACE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
@@ -366,7 +371,7 @@ impl Cache for RedisCache {
     }
 
     async fn fill(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let millis = px(ttl);
         self.client
             .set::<Option<String>, _, _>(
                 self.key(key),
@@ -381,7 +386,7 @@ impl Cache for RedisCache {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let millis = px(ttl);
         self.client
             .set::<(), _, _>(
                 self.key(key),
@@ -405,7 +410,7 @@ impl Cache for RedisCache {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         use fred::interfaces::LuaInterface;
-        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let millis = px(ttl);
         let replaced: i64 = self
             .client
             .eval(

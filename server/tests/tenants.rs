@@ -2869,13 +2869,7 @@ impl TwoTenants<'_> {
                 );
             }
             "WalletService.ListTransactions" => {
-                let listed = app
-                    .wallet()
-                    .list_transactions(bearer(pb::ListTransactionsRequest::default(), bolt))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .transactions;
+                let listed = app.transactions(bolt).await;
                 assert!(!listed.is_empty());
                 let acme = self.acme_resources();
                 for t in &listed {

@@ -184,13 +184,7 @@ async fn a_cancel_refunds_once_and_a_late_sms_is_free() {
     assert_eq!(app.held(&token).await, 0);
 
     // The refund is a wallet transaction the customer can see.
-    let txs = app
-        .wallet()
-        .list_transactions(bearer(pb::ListTransactionsRequest::default(), &token))
-        .await
-        .unwrap()
-        .into_inner()
-        .transactions;
+    let txs = app.transactions(&token).await;
     assert!(txs.iter().any(|t| t.name == refund.transaction));
 
     // Cancelling again returns it unchanged.
@@ -738,13 +732,7 @@ async fn a_thousand_concurrent_buys_on_a_wallet_that_affords_ten() {
     // The wallet's history lists its lines in the order its balance moved, though the
     // buys queued for the wallet: each line's balance is the next older one's plus its
     // amount.
-    let lines = app
-        .wallet()
-        .list_transactions(bearer(pb::ListTransactionsRequest::default(), &token))
-        .await
-        .unwrap()
-        .into_inner()
-        .transactions;
+    let lines = app.transactions(&token).await;
     assert_eq!(lines.len(), 11, "the top-up and ten holds");
     let cents = |m: &Option<pb::Money>| m.as_ref().unwrap().minor_units;
     for pair in lines.windows(2) {

@@ -588,6 +588,16 @@ impl TestApp {
             .map_or(0, |m| m.minor_units)
     }
 
+    /// The first page of the caller's wallet transactions, newest first.
+    pub async fn transactions(&self, token: &str) -> Vec<pb::Transaction> {
+        self.wallet()
+            .list_transactions(bearer(pb::ListTransactionsRequest::default(), token))
+            .await
+            .expect("transactions")
+            .into_inner()
+            .transactions
+    }
+
     pub async fn get_verification(&self, token: &str, name: &str) -> pb::Verification {
         self.verifications()
             .get_verification(bearer(
