@@ -453,6 +453,54 @@ async fn storage_cache_provider_and_top_up_metrics_follow_real_calls() {
     }
 }
 
+/// A request id used again is answered with the first verification and charged once,
+/// without a failed statement: nothing in PostgreSQL's log, `db_query_errors_total` still.
+#[tokio::test]
+async fn a_replayed_create_fails_no_database_statement() {
+    let _turn = SERIAL.lock().await;
+    let app = spawn_observed(&[("NAMASKAH_JOB_INTERVAL", "1h")]).await;
+    let token = app.funded(1_000).await;
+    let mut client = app.verifications();
+    let create = || {
+        bearer(
+            pb::CreateVerificationRequest {
+                service: "whatsapp".into(),
+                country: "GB".into(),
+                max_price: None,
+                request_id: "once-only".into(),
+            },
+            &token,
+        )
+    };
+    let first = client
+        .create_verification(create())
+        .await
+        .expect("bought")
+        .into_inner()
+        .verification
+        .expect("a verification");
+    let before = scrape(&app).await;
+    for _ in 0..3 {
+        let replay = client
+            .create_verification(create())
+            .await
+            .expect("replayed")
+            .into_inner()
+            .verification
+            .expect("a verification");
+        assert_eq!(replay.name, first.name);
+    }
+    let after = scrape(&app).await;
+    assert_eq!(
+        after.value("db_query_errors_total", &[]) - before.value("db_query_errors_total", &[]),
+        0.0,
+        "{}",
+        after.text
+    );
+    let price = first.price.expect("a price").minor_units;
+    assert_eq!(app.balance(&token).await, 1_000 - price);
+}
+
 #[tokio::test]
 async fn slow_calls_are_counted_above_the_configured_threshold() {
     let _turn = SERIAL.lock().await;

@@ -150,14 +150,30 @@ pub enum Purchase {
     Duplicate,
 }
 
+/// The condition "the account has used this request id already", for [`purchase`]: pass it
+/// to `ledger::hold_ctes` as its `unless`, then give it to [`purchase`].
+pub fn request_used(params: &mut Params, user: Uuid, request_id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM verifications WHERE user_id = {} AND request_id = {})",
+        params.bind(user),
+        params.bind(request_id)
+    )
+}
+
 /// PostgreSQL: writes a new verification with its hold (`hold_ctes`, from the ledger) and
 /// its events in one statement, so in one round trip and one commit; the verification and
-/// events are written only if the hold was placed, and a second use of the request id fails
-/// the whole statement on the unique index, so nothing of it is written.
+/// events are written only if the hold was placed.
+///
+/// A request id used before is found by `request_used` (see [`request_used`]), which the
+/// hold was placed `unless`: a replay then writes nothing and fails no statement (no ERROR
+/// in PostgreSQL's log, no failed query counted). Only a replay racing the first call, both
+/// in flight, gets past that check; it fails the whole statement on the unique index, so
+/// nothing of it is written either.
 pub async fn purchase(
     conn: &impl ConnectionTrait,
     mut params: Params,
     hold_ctes: String,
+    request_used: &str,
     row: Row,
     events: Vec<Event>,
 ) -> Result<Purchase, StoreError> {
@@ -168,17 +184,19 @@ pub async fn purchase(
         events.into_iter().map(|e| e.into_active_model()).collect(),
         "hold_entry",
     );
+    // The statement's one snapshot: `used` sees what the hold's `unless` saw.
     let sql = format!(
         "WITH {hold_ctes}, new_verification AS ({verification}), new_events AS ({events}) \
-         SELECT count(*) AS placed FROM hold_entry"
+         SELECT (SELECT count(*) FROM hold_entry) AS placed, {request_used} AS used"
     );
     match conn.query_one_raw(params.statement(sql)).await {
         Ok(Some(result)) => {
             let placed: i64 = result.try_get("", "placed")?;
-            Ok(if placed == 1 {
-                Purchase::Placed
-            } else {
-                Purchase::Unaffordable
+            let used: bool = result.try_get("", "used")?;
+            Ok(match (placed, used) {
+                (1, _) => Purchase::Placed,
+                (_, true) => Purchase::Duplicate,
+                _ => Purchase::Unaffordable,
             })
         }
         Ok(None) => Err(StoreError::Corrupt("a count returned no row".to_owned())),

@@ -636,9 +636,17 @@ impl Verifications {
         let reference = row.id.to_string();
         if self.db.get_database_backend() == DbBackend::Postgres {
             let mut params = Params::default();
-            let hold =
-                ledger::hold_ctes(&mut params, row.user_id, row.price, &reference, memo, now)?;
-            return Ok(repo::purchase(&self.db, params, hold, row, vec![event]).await?);
+            let used = repo::request_used(&mut params, row.user_id, &row.request_id);
+            let hold = ledger::hold_ctes(
+                &mut params,
+                row.user_id,
+                row.price,
+                &reference,
+                memo,
+                now,
+                Some(&used),
+            )?;
+            return Ok(repo::purchase(&self.db, params, hold, &used, row, vec![event]).await?);
         }
         let (user, price) = (row.user_id, row.price);
         let txn = self.db.begin().await.map_err(StoreError::from)?;

@@ -312,8 +312,11 @@ const SQL_UUID_V7: &str = "(SELECT encode(\
 /// if it can afford `amount` (the conditional update), the holds account credited (created
 /// on the first hold), the entry under `hold:{reference}` and its two lines with the
 /// balances after. They end in `hold_entry`, which has one row if the hold was placed and
-/// none if the wallet could not afford it; then nothing of it is written, and the caller's
-/// own inserts, selecting `FROM hold_entry`, write nothing either.
+/// none if the wallet could not afford it (or `unless` held); then nothing of it is
+/// written, and the caller's own inserts, selecting `FROM hold_entry`, write nothing either.
+///
+/// `unless`, if given, is a condition (SQL, its values bound in `params`) under which no
+/// hold is placed at all: the caller's "this was done already".
 pub fn hold_ctes(
     params: &mut crate::store::Params,
     user: Uuid,
@@ -321,10 +324,12 @@ pub fn hold_ctes(
     reference: &str,
     memo: &str,
     now: chrono::DateTime<Utc>,
+    unless: Option<&str>,
 ) -> Result<String, LedgerError> {
     domain::check_amount(amount)?;
     let wallet = AccountRef::wallet(user);
     let holds = AccountRef::holds(user);
+    let unless = unless.map_or_else(String::new, |condition| format!(" AND NOT ({condition})"));
     let (amount, now, user_id) = (params.bind(amount), params.bind(now), params.bind(user));
     let wallet_code = params.bind(wallet.code());
     let holds_id = params.bind(Uuid::now_v7());
@@ -343,7 +348,7 @@ pub fn hold_ctes(
     Ok(format!(
         "hold_wallet AS (\
            UPDATE ledger_accounts SET balance = balance - {amount}, updated_at = {now} \
-           WHERE code = {wallet_code} AND balance >= {amount} RETURNING id, balance), \
+           WHERE code = {wallet_code} AND balance >= {amount}{unless} RETURNING id, balance), \
          hold_account AS (\
            INSERT INTO ledger_accounts \
              (id, code, kind, owner_id, currency, balance, created_at, updated_at) \
