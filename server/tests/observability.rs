@@ -454,7 +454,8 @@ async fn storage_cache_provider_and_top_up_metrics_follow_real_calls() {
 }
 
 /// A request id used again is answered with the first verification and charged once,
-/// without a failed statement: nothing in PostgreSQL's log, `db_query_errors_total` still.
+/// without a failed statement: `db_query_errors_total` does not move (so PostgreSQL logs
+/// no ERROR either).
 #[tokio::test]
 async fn a_replayed_create_fails_no_database_statement() {
     let _turn = SERIAL.lock().await;

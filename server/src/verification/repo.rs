@@ -164,11 +164,11 @@ pub fn request_used(params: &mut Params, user: Uuid, request_id: &str) -> String
 /// its events in one statement, so in one round trip and one commit; the verification and
 /// events are written only if the hold was placed.
 ///
-/// A request id used before is found by `request_used` (see [`request_used`]), which the
-/// hold was placed `unless`: a replay then writes nothing and fails no statement (no ERROR
-/// in PostgreSQL's log, no failed query counted). Only a replay racing the first call, both
-/// in flight, gets past that check; it fails the whole statement on the unique index, so
-/// nothing of it is written either.
+/// The hold is placed only unless the request id was used before ([`request_used`]): a
+/// replay then writes nothing and fails no statement (no ERROR in PostgreSQL's log, no
+/// failed query counted). Only a replay racing the first call, both in flight, gets past
+/// that check; it fails the whole statement on the unique index, so nothing of it is
+/// written either.
 pub async fn purchase(
     conn: &impl ConnectionTrait,
     mut params: Params,
