@@ -47,25 +47,10 @@ psql "$PG_ADMIN_URL" -qc "drop database if exists $DB with (force)" -c "create d
 psql "$PG_ADMIN_URL" -qc "drop database if exists $PGBENCH_DB with (force)" -c "create database $PGBENCH_DB" >/dev/null
 rm -f "$MAIL"
 
-# The pgbench side: scratch tables, one account row per client, the bare transaction.
-psql "$PGBENCH_URL" -q >/dev/null <<'SQL'
-CREATE TABLE accounts (id integer PRIMARY KEY, balance bigint NOT NULL);
-CREATE TABLE ledger (id uuid PRIMARY KEY, account_id integer NOT NULL, amount bigint NOT NULL,
-                     created_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE verifications (id uuid PRIMARY KEY, account_id integer NOT NULL, price bigint NOT NULL,
-                            status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-INSERT INTO accounts SELECT g, 1000000000000 FROM generate_series(1, 50) AS g;
-SQL
-cat >"$OUT/verifications-pgbench.sql" <<'SQL'
-\set id :client_id + 1
-\set price 188
-\set debit 0 - :price
-BEGIN;
-UPDATE accounts SET balance = balance - :price WHERE id = :id AND balance >= :price;
-INSERT INTO ledger (id, account_id, amount) VALUES (gen_random_uuid(), :id, :debit);
-INSERT INTO verifications (id, account_id, price, status) VALUES (gen_random_uuid(), :id, :price, 'ACTIVE');
-END;
-SQL
+# The pgbench side: scratch tables, one account row per client, the bare transaction
+# (benches/scripts/bare/, shared with ceiling.sh).
+BARE=benches/scripts/bare
+psql "$PGBENCH_URL" -q -v ON_ERROR_STOP=1 -f "$BARE/schema.sql" >/dev/null
 
 # The limits (issue 5) are raised: this measures the lifecycle, and one driver address
 # registers hundreds of accounts. Streams need no descriptor each (they share STREAM_CONNECTIONS connections), but raise
@@ -211,7 +196,7 @@ PY
   LOADS+=("pgbench-$round $(load)")
   rm -f "$OUT"/verifications-pgbench-$round-log*
   CPU0=$(cpu)
-  pgbench -n -M prepared -c 50 -j 2 -T "$DURATION" -f "$OUT/verifications-pgbench.sql" \
+  pgbench -n -M prepared -c 50 -j 2 -T "$DURATION" -f "$BARE/transaction.sql" \
      -l --log-prefix="$OUT/verifications-pgbench-$round-log" "$PGBENCH_URL" \
      >"$OUT/verifications-pgbench-$round.txt" 2>&1 ||
     { echo "pgbench failed:" >&2; tail -20 "$OUT/verifications-pgbench-$round.txt" >&2; exit 1; }

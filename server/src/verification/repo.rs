@@ -184,10 +184,12 @@ pub async fn purchase(
         events.into_iter().map(|e| e.into_active_model()).collect(),
         "hold_entry",
     );
-    // The statement's one snapshot: `used` sees what the hold's `unless` saw.
+    // The statement's one snapshot: `used` sees what the hold's `unless` saw. It is asked
+    // only when no hold was placed (a placed one was not used before).
     let sql = format!(
         "WITH {hold_ctes}, new_verification AS ({verification}), new_events AS ({events}) \
-         SELECT (SELECT count(*) FROM hold_entry) AS placed, {request_used} AS used"
+         SELECT p.placed, CASE WHEN p.placed = 0 THEN {request_used} ELSE false END AS used \
+         FROM (SELECT count(*) AS placed FROM hold_entry) AS p"
     );
     match conn.query_one_raw(params.statement(sql)).await {
         Ok(Some(result)) => {
